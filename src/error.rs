@@ -1,0 +1,157 @@
+//! The crate's error type.
+
+use core::fmt;
+
+use crate::Backend;
+
+/// Why a call was refused. A call that returns an error has written nothing.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Error {
+    /// A buffer's length differs from the length of the weights.
+    LengthMismatch {
+        /// The call that was refused, e.g. `"momentum_step"`.
+        call: &'static str,
+        /// The buffer whose length is wrong, e.g. `"gradient"`.
+        buffer: &'static str,
+        /// Its length.
+        len: usize,
+        /// The length of the weights.
+        expected: usize,
+    },
+    /// A hyperparameter is outside the values it may take.
+    InvalidHyperparameter {
+        /// Its name, as in the config type.
+        name: &'static str,
+        /// The value given.
+        value: f64,
+        /// What it must satisfy, e.g. `"finite and >= 0"`.
+        requirement: &'static str,
+    },
+    /// Two options that cannot be used together, or an option without what it needs.
+    IncompatibleOptions {
+        /// What is wrong, in a sentence.
+        reason: &'static str,
+    },
+    /// The step number given to a call that counts steps from 1 was 0.
+    InvalidStep,
+    /// The backend asked for cannot run on this CPU.
+    BackendUnavailable {
+        /// The backend asked for.
+        backend: Backend,
+        /// Where it was asked for: `"explicit choice"` or `"OPTKERN_BACKEND"`.
+        source: &'static str,
+    },
+    /// A backend name (in `OPTKERN_BACKEND` or given to `Backend::from_str`) that names no
+    /// backend.
+    UnknownBackend {
+        /// The name given.
+        name: String,
+    },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::LengthMismatch {
+                call,
+                buffer,
+                len,
+                expected,
+            } => write!(
+                f,
+                "{call}: the {buffer} buffer has length {len}, but the weights have length {expected}"
+            ),
+            Error::InvalidHyperparameter {
+                name,
+                value,
+                requirement,
+            } => {
+                write!(
+                    f,
+                    "invalid hyperparameter {name} = {value}: it must be {requirement}"
+                )
+            }
+            Error::IncompatibleOptions { reason } => write!(f, "incompatible options: {reason}"),
+            Error::InvalidStep => {
+                write!(
+                    f,
+                    "invalid step 0: steps are counted from 1 (the first step is step 1)"
+                )
+            }
+            Error::BackendUnavailable { backend, source } => write!(
+                f,
+                "backend {backend} ({source}) cannot run on this CPU; available: {}",
+                Backend::available()
+                    .iter()
+                    .map(|b| b.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Error::UnknownBackend { name } => write!(
+                f,
+                "unknown backend {name:?}: expected one of scalar, avx2, avx512, neon (or auto)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Checks that `value` is finite and `>= 0`.
+pub(crate) fn non_negative(name: &'static str, value: f32) -> Result<(), Error> {
+    if value.is_finite() && value >= 0.0 {
+        Ok(())
+    } else {
+        Err(Error::InvalidHyperparameter {
+            name,
+            value: value.into(),
+            requirement: "finite and >= 0",
+        })
+    }
+}
+
+/// Checks that `0 <= value < 1`.
+pub(crate) fn unit_interval_open(name: &'static str, value: f32) -> Result<(), Error> {
+    if (0.0..1.0).contains(&value) {
+        Ok(())
+    } else {
+        Err(Error::InvalidHyperparameter {
+            name,
+            value: value.into(),
+            requirement: "in [0, 1)",
+        })
+    }
+}
+
+/// Checks that `0 <= value <= 1`.
+pub(crate) fn unit_interval_closed(name: &'static str, value: f32) -> Result<(), Error> {
+    if (0.0..=1.0).contains(&value) {
+        Ok(())
+    } else {
+        Err(Error::InvalidHyperparameter {
+            name,
+            value: value.into(),
+            requirement: "in [0, 1]",
+        })
+    }
+}
+
+/// Checks that a buffer is as long as the weights.
+pub(crate) fn same_len(
+    call: &'static str,
+    buffer: &'static str,
+    len: usize,
+    expected: usize,
+) -> Result<(), Error> {
+    if len == expected {
+        Ok(())
+    } else {
+        Err(Error::LengthMismatch {
+            call,
+            buffer,
+            len,
+            expected,
+        })
+    }
+}

@@ -1,0 +1,114 @@
+//! Fused, hand-vectorized optimizer-update kernels for training neural networks on CPUs.
+//!
+//! Each kernel reads the weights, the optimizer state and the gradient once, updates them in
+//! one pass and writes them back, over `f32`, [`f16`] and [`bf16`] buffers in any mix. It runs on
+//! the best instruction set of the machine, chosen at run time (AVX-512, AVX2+FMA+F16C, or a
+//! portable scalar fallback; NEON is planned), and splits large buffers across the threads of the
+//! current rayon pool.
+//!
+//! ```
+//! // PyTorch's torch.optim.SGD(lr=0.1, momentum=0.9), one step on f32 buffers.
+//! let mut w = vec![1.0f32; 4096];
+//! let mut v = vec![0.0f32; 4096]; // the velocity starts at zero
+//! let g = vec![0.5f32; 4096];
+//! optkern::momentum_step_f32(&mut w, &mut v, &g, 0.1, 0.9);
+//! assert_eq!(w[0], 0.95);
+//! ```
+//!
+//! # The numerics contract
+//!
+//! - **Bit-identical across backends and thread counts.** For the same inputs, every backend
+//!   and every thread count produce the same bits. Every operation used is correctly rounded
+//!   (add, multiply, divide, square root, fused multiply-add, conversions rounding to nearest
+//!   even), in the same order everywhere; the tail of a buffer goes through the same formula
+//!   as full vectors; scalar coefficients are computed once per call. The one exception is the
+//!   payload of a NaN *produced* by arithmetic (for instance `inf - inf`): it is a NaN on every
+//!   backend, but which NaN is not specified (Rust and LLVM leave NaN payloads unspecified, and
+//!   CPUs differ). The default floating-point environment is assumed (no flush-to-zero).
+//! - **Compute in `f32`, store in the buffer's type**: half-precision values widen exactly and
+//!   results narrow with round-to-nearest-even, bit for bit as `half::bf16::from_f32` (all 2^32
+//!   inputs) and `half::f16::from_f32` (all non-NaN inputs) do; see [`element`].
+//! - **The semantics of the frameworks people use.** [`Momentum`] follows PyTorch's `SGD`
+//!   (heavy ball, dampening, Nesterov, weight decay, maximize, the first step), the form with
+//!   the learning rate inside the velocity that TensorFlow/Keras use, and the moving-average
+//!   form.
+//! - **Nothing is written by a call that fails.** Lengths and hyperparameters are checked first.
+//!   Calls that panic on bad input have a `try_` twin returning [`Error`].
+//!
+//! # Backends
+//!
+//! [`Backend::detect`] picks the best backend the CPU supports, once. The environment variable
+//! `OPTKERN_BACKEND=scalar|avx2|avx512|neon` overrides that choice (a backend the CPU lacks is an
+//! error, never an illegal instruction). An [`Executor`] runs any available backend explicitly,
+//! sequentially or across threads ([`Threads`]).
+
+#![warn(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod arch;
+mod backend;
+pub mod element;
+mod error;
+mod executor;
+mod optim;
+mod parallel;
+mod stream;
+
+pub use backend::Backend;
+pub use element::{DType, Element, bf16, f16};
+pub use error::Error;
+pub use executor::{Executor, Threads};
+pub use optim::WeightDecay;
+pub use optim::momentum::{
+    Momentum, MomentumBuilder, MomentumForm, Sgd, momentum_step, momentum_step_bf16,
+    momentum_step_f16, momentum_step_f32, sgd_step, sgd_step_bf16, sgd_step_f16, sgd_step_f32,
+    try_momentum_step, try_momentum_step_bf16, try_momentum_step_f16, try_momentum_step_f32,
+    try_sgd_step, try_sgd_step_bf16, try_sgd_step_f16, try_sgd_step_f32,
+};
+
+/// A buffer aligned to the 64-byte cache line, as [`zeroed`] returns.
+pub type AlignedBuffer<E> = aligned_vec::AVec<E, aligned_vec::ConstAlign<64>>;
+
+/// A zero-filled buffer of `len` elements starting on a cache line: the natural allocation for
+/// optimizer state. (Any slice works with the kernels; alignment only helps speed.)
+///
+/// ```
+/// let v = optkern::zeroed::<optkern::bf16>(1000);
+/// assert_eq!(v.len(), 1000);
+/// assert_eq!(v.as_ptr() as usize % 64, 0);
+/// ```
+pub fn zeroed<E: Element>(len: usize) -> AlignedBuffer<E> {
+    AlignedBuffer::from_iter(64, core::iter::repeat_n(E::ZERO, len))
+}
+
+/// Converts `src` into `dst` with the default [`Executor`] (see [`Executor::convert`]).
+///
+/// # Panics
+/// If the lengths differ or `OPTKERN_BACKEND` is invalid; nothing is written then.
+pub fn convert<A: Element, B: Element>(src: &[A], dst: &mut [B]) {
+    if let Err(e) = executor::default_executor().convert(src, dst) {
+        panic!("optkern::{e}");
+    }
+}
+
+/// What the crate was built for, recorded by its build script: the target, the target
+/// features enabled at compile time for all code (the scalar backend and a user's plain loops
+/// are compiled with these only), and the compiler.
+#[derive(Clone, Copy, Debug)]
+pub struct BuildInfo {
+    /// The target triple, e.g. `x86_64-unknown-linux-gnu`.
+    pub target: &'static str,
+    /// The target features enabled for all code, comma-separated (e.g. `fxsr,sse,sse2`).
+    pub target_features: &'static str,
+    /// The compiler's version line.
+    pub rustc: &'static str,
+}
+
+/// What the crate was built for.
+pub fn build_info() -> BuildInfo {
+    BuildInfo {
+        target: env!("OPTKERN_BUILD_TARGET"),
+        target_features: env!("OPTKERN_BUILD_TARGET_FEATURES"),
+        rustc: env!("OPTKERN_BUILD_RUSTC"),
+    }
+}
