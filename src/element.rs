@@ -1,4 +1,4 @@
-//! The element types a buffer may hold (`f32`, [`f16`], [`bf16`]) and the conversions between
+//! The element types a buffer may hold (`f32`, [`f16`](struct@crate::f16), [`bf16`]) and the conversions between
 //! them and `f32`.
 //!
 //! Every kernel computes in `f32`. Half-precision values widen to `f32` exactly, and results
@@ -61,7 +61,7 @@ mod sealed {
     impl Sealed for super::bf16 {}
 }
 
-/// An element type a kernel can read and write: `f32`, [`f16`] or [`bf16`].
+/// An element type a kernel can read and write: `f32`, [`f16`](struct@crate::f16) or [`bf16`].
 ///
 /// This trait is sealed: the kernels know how to load and store exactly these three types.
 pub trait Element:

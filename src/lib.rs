@@ -1,7 +1,7 @@
 //! Fused, hand-vectorized optimizer-update kernels for training neural networks on CPUs.
 //!
 //! Each kernel reads the weights, the optimizer state and the gradient once, updates them in
-//! one pass and writes them back, over `f32`, [`f16`] and [`bf16`] buffers in any mix. It runs on
+//! one pass and writes them back, over `f32`, [`f16`](struct@crate::f16) and [`bf16`] buffers in any mix. It runs on
 //! the best instruction set of the machine, chosen at run time (AVX-512, AVX2+FMA+F16C, or a
 //! portable scalar fallback; NEON is planned), and splits large buffers across the threads of the
 //! current rayon pool.
@@ -112,3 +112,8 @@ pub fn build_info() -> BuildInfo {
         rustc: env!("OPTKERN_BUILD_RUSTC"),
     }
 }
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

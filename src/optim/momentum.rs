@@ -14,8 +14,10 @@
 //! weight decay, the weights shrink by `1 - lr*wd` first. In the PyTorch form, step 1 sets
 //! `v = g` without reading `v` (PyTorch creates the buffer from the first gradient).
 //!
-//! In `f32` every step computes `c*g` (rounded), `v = fma(mu, v, c*g)`, `d = fma(mu, v, c*g)`
-//! for Nesterov, and `w = fma(-a, d, w)`, on every backend.
+//! In `f32`, on every backend, a step computes `v = fma(c, g, mu*v)` (the product `mu*v`
+//! rounded first, as PyTorch's `buf.mul_(momentum).add_(grad, alpha=1-dampening)` does),
+//! `d = fma(mu, v, c*g)` with Nesterov (`c*g` rounded; exact in the PyTorch form, where `c` is 1),
+//! and `w = fma(-a, d, w)`.
 
 use super::{GradientIn, WeightDecay};
 use crate::Executor;
@@ -235,15 +237,16 @@ impl Update<1> for MomentumUpdate {
     ) -> (S::f32s, [S::f32s; 1]) {
         let g = self.input.gradient(simd, g, w);
         let w = self.input.decayed(simd, w);
-        let mu = simd.splat_f32s(self.mu);
-        let cg = simd.mul_f32s(simd.splat_f32s(self.c), g);
+        let (mu, c) = (simd.splat_f32s(self.mu), simd.splat_f32s(self.c));
+        // PyTorch's order: `mu*v` rounded, then `c*g` added with one rounding
+        // (`buf.mul_(momentum).add_(grad, alpha=1 - dampening)`).
         let v = if self.first {
             g
         } else {
-            simd.mul_add_f32s(mu, v, cg)
+            simd.mul_add_f32s(c, g, simd.mul_f32s(mu, v))
         };
         let d = if self.nesterov {
-            simd.mul_add_f32s(mu, v, cg)
+            simd.mul_add_f32s(mu, v, simd.mul_f32s(c, g))
         } else {
             v
         };

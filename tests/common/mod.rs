@@ -78,3 +78,60 @@ pub fn canonical_bits(values: &[f32]) -> Vec<u32> {
         .map(|x| if x.is_nan() { 0x7FC0_0000 } else { x.to_bits() })
         .collect()
 }
+
+pub mod data;
+
+/// Calls `$check::<W, T, G>($case)?` for all 27 combinations of f32, f16 and bf16.
+#[macro_export]
+macro_rules! for_each_dtype_triple {
+    ($check:ident, $case:expr) => {
+        $crate::for_each_dtype_triple!(@w $check, $case, [f32 optkern::f16 optkern::bf16])
+    };
+    (@w $check:ident, $case:expr, [$($w:ty)*]) => {
+        $( $crate::for_each_dtype_triple!(@t $check, $case, $w, [f32 optkern::f16 optkern::bf16]); )*
+    };
+    (@t $check:ident, $case:expr, $w:ty, [$($t:ty)*]) => {
+        $( $crate::for_each_dtype_triple!(@g $check, $case, $w, $t, [f32 optkern::f16 optkern::bf16]); )*
+    };
+    (@g $check:ident, $case:expr, $w:ty, $t:ty, [$($g:ty)*]) => {
+        $( $check::<$w, $t, $g>($case)?; )*
+    };
+}
+
+/// Calls `$check::<W, G>($case)?` for all 9 combinations of f32, f16 and bf16.
+#[macro_export]
+macro_rules! for_each_dtype_pair {
+    ($check:ident, $case:expr) => {
+        $crate::for_each_dtype_pair!(@w $check, $case, [f32 optkern::f16 optkern::bf16])
+    };
+    (@w $check:ident, $case:expr, [$($w:ty)*]) => {
+        $( $crate::for_each_dtype_pair!(@g $check, $case, $w, [f32 optkern::f16 optkern::bf16]); )*
+    };
+    (@g $check:ident, $case:expr, $w:ty, [$($g:ty)*]) => {
+        $( $check::<$w, $g>($case)?; )*
+    };
+}
+
+/// The 1-thread and 4-thread pools the tests share.
+pub fn pools() -> &'static [(&'static str, rayon::ThreadPool); 2] {
+    static POOLS: std::sync::OnceLock<[(&str, rayon::ThreadPool); 2]> = std::sync::OnceLock::new();
+    POOLS.get_or_init(|| [("1 thread", pool(1)), ("4 threads", pool(4))])
+}
+
+/// Compares two buffers' canonical bits (see [`data::bits`]) and describes the first
+/// difference.
+pub fn same_bits<E: optkern::Element>(what: &str, got: &[E], want: &[E]) -> Result<(), String> {
+    let (g, w) = (data::bits(got), data::bits(want));
+    match g.iter().zip(&w).position(|(a, b)| a != b) {
+        None if g.len() == w.len() => Ok(()),
+        None => Err(format!("{what}: lengths {} and {}", g.len(), w.len())),
+        Some(i) => Err(format!(
+            "{what}: element {i} of {} differs: {:?} ({:#010x}) but the oracle gives {:?} ({:#010x})",
+            g.len(),
+            got[i],
+            g[i],
+            want[i],
+            w[i]
+        )),
+    }
+}

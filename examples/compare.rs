@@ -1,0 +1,172 @@
+//! Compares the CPU targets of this machine on the momentum step.
+//!
+//! `cargo run --release --example compare [-- --quick] [--sizes 4096,65536]`
+//!
+//! For every backend the CPU can run, every dtype setup and size, on one thread and on all of
+//! them: the median time of one step (after warm-up) and the effective bandwidth under the
+//! traffic model (bytes that must cross memory: w, v, g read; w, v written), next to the plain
+//! per-element loop a user would write, measured in the same run.
+
+use std::time::{Duration, Instant};
+
+use optkern::{Backend, Element, Executor, Momentum, Threads, bf16, f16};
+
+const LR: f32 = 1e-3;
+const MU: f32 = 0.9;
+
+struct Options {
+    sizes: Vec<usize>,
+    budget: Duration,
+}
+
+fn options() -> Options {
+    let mut sizes = vec![1 << 12, 1 << 16, 1 << 20, 1 << 24];
+    let mut budget = Duration::from_millis(200);
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--quick" => {
+                sizes = vec![1 << 12, 1 << 16, 1 << 20];
+                budget = Duration::from_millis(50);
+            }
+            "--sizes" => {
+                let list = args.next().expect("--sizes needs a comma-separated list");
+                sizes = list
+                    .split(',')
+                    .map(|s| s.trim().parse().expect("a size"))
+                    .collect();
+            }
+            "--help" | "-h" => {
+                println!("usage: compare [--quick] [--sizes N,N,...]");
+                std::process::exit(0);
+            }
+            other => panic!("unknown argument {other:?} (try --help)"),
+        }
+    }
+    Options { sizes, budget }
+}
+
+/// The median duration of `f` over repeated runs, after warm-up, within about `budget`.
+fn median_time(budget: Duration, mut f: impl FnMut()) -> Duration {
+    let start = Instant::now();
+    f();
+    f();
+    let once = start.elapsed() / 2;
+    let reps = (budget.as_secs_f64() / once.as_secs_f64().max(1e-9)).clamp(5.0, 2000.0) as usize;
+    let mut times: Vec<Duration> = (0..reps)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed()
+        })
+        .collect();
+    times.sort();
+    times[times.len() / 2]
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name") || l.starts_with("Model"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}
+
+fn fmt_time(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s < 1e-3 {
+        format!("{:.2} µs", s * 1e6)
+    } else {
+        format!("{:.3} ms", s * 1e3)
+    }
+}
+
+fn setup<W: Element, T: Element, G: Element>(name: &str, opts: &Options) {
+    let per_element = 2 * W::DTYPE.size() + 2 * T::DTYPE.size() + G::DTYPE.size();
+    println!();
+    println!(
+        "{name}: w {}, v {}, g {} ({per_element} B/element moved)",
+        W::DTYPE,
+        T::DTYPE,
+        G::DTYPE
+    );
+    println!(
+        "{:<12} {:>8} {:>10} {:>12} {:>9} {:>14}",
+        "backend", "threads", "n", "time/step", "GB/s", "vs plain loop"
+    );
+    let config = Momentum::heavy_ball(LR, MU).build().unwrap();
+    let all = rayon::current_num_threads();
+    for &n in &opts.sizes {
+        let mut w: Vec<W> = (0..n)
+            .map(|i| W::from_f32((i % 1000) as f32 * 1e-3 - 0.5))
+            .collect();
+        let mut v: Vec<T> = (0..n)
+            .map(|i| T::from_f32((i % 77) as f32 * 1e-4))
+            .collect();
+        let g: Vec<G> = (0..n)
+            .map(|i| G::from_f32((i % 313) as f32 * 1e-4 - 0.0156))
+            .collect();
+        let gbps = |t: Duration| (n * per_element) as f64 / t.as_secs_f64() * 1e-9;
+
+        let plain = median_time(opts.budget, || {
+            for ((w, v), g) in w.iter_mut().zip(v.iter_mut()).zip(&g) {
+                let vn = MU * v.to_f32() + g.to_f32();
+                *v = T::from_f32(vn);
+                *w = W::from_f32(w.to_f32() - LR * vn);
+            }
+        });
+        let row = |label: &str, threads: usize, t: Duration| {
+            println!(
+                "{label:<12} {threads:>8} {n:>10} {:>12} {:>9.1} {:>13.2}x",
+                fmt_time(t),
+                gbps(t),
+                plain.as_secs_f64() / t.as_secs_f64()
+            );
+        };
+        row("plain loop", 1, plain);
+        let mut policies = vec![(1, Threads::Sequential)];
+        if all > 1 {
+            policies.push((all, Threads::parallel()));
+        }
+        for backend in Backend::available() {
+            for &(threads, policy) in &policies {
+                let exec = Executor::with_backend(backend).unwrap().threads(policy);
+                let t = median_time(opts.budget, || {
+                    exec.momentum_step(&config, &mut w, &mut v, &g, 2).unwrap();
+                });
+                row(backend.name(), threads, t);
+            }
+        }
+    }
+}
+
+fn main() {
+    let opts = options();
+    let info = optkern::build_info();
+    println!("optkern compare: SGD momentum step (PyTorch heavy ball), median time per step");
+    println!(
+        "machine: {}, {} threads in the rayon pool; backends: {}; default: {}",
+        cpu_model(),
+        rayon::current_num_threads(),
+        Backend::available()
+            .iter()
+            .map(|b| b.name())
+            .collect::<Vec<_>>()
+            .join(", "),
+        Backend::detect()
+            .map(|b| b.name().to_owned())
+            .unwrap_or_else(|e| e.to_string()),
+    );
+    println!(
+        "built for {} with target features [{}] by {}; the plain loop is compiled for that target",
+        info.target, info.target_features, info.rustc
+    );
+    setup::<f32, f32, f32>("f32", &opts);
+    setup::<bf16, f32, bf16>("bf16 weights and gradients, f32 velocity", &opts);
+    setup::<bf16, bf16, bf16>("bf16", &opts);
+    setup::<f16, f16, f16>("f16", &opts);
+}

@@ -1,0 +1,287 @@
+//! Bad input is refused before anything is written: every rejected call leaves every buffer
+//! bit-identical to before, returns an error that says what is wrong (the `try_` calls and the
+//! executor), or panics with that message (the plain calls).
+
+mod common;
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use optkern::{
+    Backend, Error, Executor, Momentum, Sgd, Threads, WeightDecay, bf16, f16, momentum_step,
+    try_momentum_step, try_momentum_step_bf16, try_momentum_step_f16, try_momentum_step_f32,
+    try_sgd_step, try_sgd_step_f32,
+};
+
+fn buffers(n: usize, seed: u64) -> Vec<f32> {
+    let mut rng = common::data::Rng::new(seed);
+    (0..n).map(|_| rng.value(true)).collect()
+}
+
+/// Runs `call` on copies of the buffers and checks it failed with an error whose message
+/// contains every one of `words`, and wrote nothing.
+fn refused<E: Copy + PartialEq + std::fmt::Debug>(
+    w: &[E],
+    v: &[E],
+    g: &[E],
+    words: &[&str],
+    call: impl FnOnce(&mut [E], &mut [E], &[E]) -> Result<(), Error>,
+) {
+    let (mut w2, mut v2, g2) = (w.to_vec(), v.to_vec(), g.to_vec());
+    let err = call(&mut w2, &mut v2, &g2).expect_err("the call should have been refused");
+    let msg = err.to_string();
+    for word in words {
+        assert!(
+            msg.contains(word),
+            "message {msg:?} does not mention {word:?}"
+        );
+    }
+    let same = |a: &[E], b: &[E]| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| bits_eq(x, y));
+    assert!(
+        same(&w2, w) && same(&v2, v) && same(&g2, g),
+        "a refused call wrote: {msg}"
+    );
+}
+
+fn bits_eq<E: Copy>(a: &E, b: &E) -> bool {
+    // SAFETY: compares the bytes of two plain values of the same type (f32, f16, bf16).
+    let bytes = |x: &E| unsafe {
+        std::slice::from_raw_parts((x as *const E).cast::<u8>(), size_of::<E>()).to_vec()
+    };
+    bytes(a) == bytes(b)
+}
+
+#[test]
+fn length_mismatches_name_the_buffers_and_lengths() {
+    let config = Momentum::heavy_ball(0.1, 0.9).build().unwrap();
+    let w = buffers(100, 1);
+    for backend in common::backends() {
+        let exec = Executor::with_backend(backend).unwrap();
+        refused(
+            &w,
+            &buffers(99, 2),
+            &buffers(100, 3),
+            &["velocity", "99", "100"],
+            |w, v, g| exec.momentum_step(&config, w, v, g, 3),
+        );
+        refused(
+            &w,
+            &buffers(100, 2),
+            &buffers(101, 3),
+            &["gradient", "101", "100"],
+            |w, v, g| exec.momentum_step(&config, w, v, g, 3),
+        );
+        refused(
+            &w,
+            &[],
+            &buffers(7, 3),
+            &["sgd_step", "gradient", "7", "100"],
+            |w, _, g| exec.sgd_step(&Sgd::new(0.1).unwrap(), w, g),
+        );
+    }
+    refused(
+        &w,
+        &buffers(100, 2),
+        &buffers(64, 3),
+        &["momentum_step_f32", "gradient", "64"],
+        |w, v, g| try_momentum_step_f32(w, v, g, 0.1, 0.9),
+    );
+    refused(
+        &w,
+        &[],
+        &buffers(3, 3),
+        &["sgd_step_f32", "3", "100"],
+        |w, _, g| try_sgd_step_f32(w, g, 0.1),
+    );
+    let to_bf16 = |x: &[f32]| x.iter().map(|x| bf16::from_f32(*x)).collect::<Vec<_>>();
+    refused(
+        &to_bf16(&w),
+        &to_bf16(&buffers(98, 2)),
+        &to_bf16(&buffers(100, 3)),
+        &["98"],
+        |w, v, g| try_momentum_step_bf16(w, v, g, 0.1, 0.9),
+    );
+    let to_f16 = |x: &[f32]| x.iter().map(|x| f16::from_f32(*x)).collect::<Vec<_>>();
+    refused(
+        &to_f16(&w),
+        &to_f16(&buffers(100, 2)),
+        &to_f16(&buffers(0, 3)),
+        &["gradient"],
+        |w, v, g| try_momentum_step_f16(w, v, g, 0.1, 0.9),
+    );
+    // Mixed types through the generic call.
+    refused(
+        &to_bf16(&w),
+        &[],
+        &to_bf16(&w),
+        &["velocity", "0"],
+        |w, v: &mut [bf16], g| try_momentum_step(&config, w, v, g, 1),
+    );
+}
+
+#[test]
+fn invalid_hyperparameters_are_refused_with_their_name() {
+    let (w, v, g) = (buffers(50, 1), buffers(50, 2), buffers(50, 3));
+    for (lr, mu, word) in [
+        (f32::NAN, 0.9, "lr"),
+        (f32::INFINITY, 0.9, "lr"),
+        (-0.1, 0.9, "lr"),
+        (0.1, 1.0, "momentum"),
+        (0.1, -0.5, "momentum"),
+        (0.1, f32::NAN, "momentum"),
+        (0.1, f32::INFINITY, "momentum"),
+    ] {
+        refused(&w, &v, &g, &[word], |w, v, g| {
+            try_momentum_step_f32(w, v, g, lr, mu)
+        });
+    }
+    refused(&w, &[], &g, &["lr"], |w, _, g| {
+        try_sgd_step_f32(w, g, f32::NAN)
+    });
+
+    let builds = [
+        (
+            Momentum::heavy_ball(0.1, 0.9).dampening(1.5).build(),
+            "dampening",
+        ),
+        (
+            Momentum::heavy_ball(0.1, 0.9).dampening(f32::NAN).build(),
+            "dampening",
+        ),
+        (
+            Momentum::heavy_ball(0.1, 0.9)
+                .weight_decay(WeightDecay::L2(-1.0))
+                .build(),
+            "weight_decay",
+        ),
+        (
+            Momentum::heavy_ball(0.1, 0.9)
+                .weight_decay(WeightDecay::Decoupled(f32::NAN))
+                .build(),
+            "weight_decay",
+        ),
+        (
+            Momentum::heavy_ball(0.1, 0.9)
+                .dampening(0.1)
+                .nesterov(true)
+                .build(),
+            "Nesterov",
+        ),
+        (
+            Momentum::heavy_ball(0.1, 0.0).nesterov(true).build(),
+            "Nesterov",
+        ),
+        (
+            Momentum::lr_in_velocity(0.1, 0.9).dampening(0.1).build(),
+            "dampening",
+        ),
+        (Momentum::moving_average(0.1, 1.0).build(), "momentum"),
+    ];
+    for (result, word) in builds {
+        let msg = result.expect_err("should be refused").to_string();
+        assert!(msg.contains(word), "{msg:?} should mention {word}");
+    }
+    assert!(
+        Sgd::new(0.1)
+            .unwrap()
+            .with_weight_decay(WeightDecay::L2(f32::INFINITY))
+            .is_err()
+    );
+    let mut config = Momentum::heavy_ball(0.1, 0.9).build().unwrap();
+    assert!(config.set_lr(-1.0).is_err());
+    assert_eq!(config.lr(), 0.1, "a refused set_lr keeps the old value");
+}
+
+#[test]
+fn step_zero_is_refused() {
+    let config = Momentum::heavy_ball(0.1, 0.9).build().unwrap();
+    let (w, v, g) = (buffers(40, 1), buffers(40, 2), buffers(40, 3));
+    refused(&w, &v, &g, &["step 0"], |w, v, g| {
+        try_momentum_step(&config, w, v, g, 0)
+    });
+}
+
+#[test]
+fn panicking_calls_panic_with_the_message_and_write_nothing() {
+    let config = Momentum::heavy_ball(0.1, 0.9).build().unwrap();
+    let (w0, v0, g) = (buffers(30, 1), buffers(30, 2), buffers(29, 3));
+    let (mut w, mut v) = (w0.clone(), v0.clone());
+    let payload = catch_unwind(AssertUnwindSafe(|| {
+        momentum_step(&config, &mut w, &mut v, &g, 2)
+    }))
+    .expect_err("should panic");
+    let msg = payload
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        msg.contains("gradient") && msg.contains("29") && msg.contains("30"),
+        "{msg}"
+    );
+    assert!(
+        w.iter()
+            .zip(&w0)
+            .chain(v.iter().zip(&v0))
+            .all(|(a, b)| bits_eq(a, b))
+    );
+
+    let (mut w, mut v) = (w0.clone(), v0.clone());
+    let payload = catch_unwind(AssertUnwindSafe(|| {
+        optkern::momentum_step_f32(&mut w, &mut v, &g[..29], 0.1, 0.9)
+    }))
+    .expect_err("should panic");
+    let msg = payload
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_default();
+    assert!(msg.contains("momentum_step_f32"), "{msg}");
+    assert_eq!(
+        w.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+        w0.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn unavailable_backends_are_errors_not_crashes() {
+    for backend in Backend::ALL {
+        match Executor::with_backend(backend) {
+            Ok(exec) => assert!(backend.is_available() && exec.backend() == backend),
+            Err(e) => {
+                assert!(!backend.is_available());
+                assert_eq!(
+                    e,
+                    Error::BackendUnavailable {
+                        backend,
+                        source: "explicit choice"
+                    }
+                );
+                assert!(e.to_string().contains(backend.name()));
+            }
+        }
+    }
+    assert!(
+        Backend::ALL.iter().any(|b| !b.is_available()),
+        "some backend is always missing"
+    );
+}
+
+#[test]
+fn convert_checks_lengths() {
+    let src = buffers(10, 1);
+    let mut dst = vec![bf16::from_f32(7.0); 9];
+    let err = Executor::new()
+        .unwrap()
+        .threads(Threads::Sequential)
+        .convert(&src, &mut dst)
+        .unwrap_err();
+    assert!(err.to_string().contains("destination"));
+    assert!(dst.iter().all(|x| *x == bf16::from_f32(7.0)));
+}
+
+#[test]
+fn generic_sgd_refuses_mismatch_for_mixed_types() {
+    let w: Vec<bf16> = buffers(20, 1).iter().map(|x| bf16::from_f32(*x)).collect();
+    let g = buffers(21, 2);
+    let mut w2 = w.clone();
+    assert!(try_sgd_step(&Sgd::new(0.1).unwrap(), &mut w2, &g).is_err());
+    assert!(w2.iter().zip(&w).all(|(a, b)| a.to_bits() == b.to_bits()));
+}
