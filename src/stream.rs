@@ -146,7 +146,12 @@ impl<U: Update<N>, W: Element, T: Element, G: Element, const N: usize> Kernel
         let lanes = S::F32_LANES;
         let Buffers { w, state, g } = self.buffers;
         let n = w.len();
-        debug_assert!(g.len() == n && state.iter().all(|s| s.len() == n));
+        // The public calls check lengths first (and report them); this guards the pointer
+        // arithmetic below against a caller that did not, at the cost of one comparison per chunk.
+        assert!(
+            g.len() == n && state.iter().all(|s| s.len() == n),
+            "buffers of unequal length"
+        );
         let body = n - n % lanes;
 
         let w_ptr = w.as_mut_ptr();
@@ -229,7 +234,7 @@ impl<A: Element, B: Element> Kernel for Convert<'_, A, B> {
         const { assert!(S::F32_LANES <= MAX_LANES) };
         let lanes = S::F32_LANES;
         let n = self.src.len();
-        debug_assert_eq!(self.dst.len(), n);
+        assert_eq!(self.dst.len(), n, "buffers of unequal length");
         let body = n - n % lanes;
         let (src, dst) = (self.src.as_ptr(), self.dst.as_mut_ptr());
         let mut i = 0;
