@@ -79,6 +79,10 @@ pub struct MomentumBuilder {
 impl Momentum {
     /// PyTorch's heavy-ball momentum (`torch.optim.SGD(lr, momentum)`); see
     /// [`MomentumForm::HeavyBall`].
+    ///
+    /// With `momentum` 0 the formula still holds as written (`v = (1-dampening)*g`,
+    /// `w -= lr*v`); PyTorch keeps no buffer in that case and ignores dampening, which is what
+    /// [`Sgd`] with [`sgd_step`] does.
     pub fn heavy_ball(lr: f32, momentum: f32) -> MomentumBuilder {
         Momentum::builder(MomentumForm::HeavyBall, lr, momentum)
     }
