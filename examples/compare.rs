@@ -76,6 +76,47 @@ fn cpu_model() -> String {
         .unwrap_or_else(|| "unknown CPU".into())
 }
 
+/// Whether this process seems to run under an emulator (qemu-user): the kernel's `/proc/cpuinfo`
+/// describes the host, which then differs from the CPU the program sees.
+fn emulation_hint() -> Option<String> {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    let host_is_x86 = cpuinfo.contains("vendor_id");
+    let host_is_arm = cpuinfo.contains("CPU implementer");
+    if cfg!(target_arch = "aarch64") && host_is_x86 {
+        return Some("an aarch64 program on an x86 host".into());
+    }
+    if cfg!(target_arch = "x86_64") && host_is_arm {
+        return Some("an x86-64 program on an Arm host".into());
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        let flags: Vec<&str> = cpuinfo
+            .lines()
+            .find(|l| l.starts_with("flags"))?
+            .split_whitespace()
+            .collect();
+        macro_rules! differs {
+            ($($cpuinfo:literal => $feature:tt),*) => {
+                [$(($cpuinfo, flags.contains(&$cpuinfo) != std::arch::is_x86_feature_detected!($feature))),*]
+                    .into_iter()
+                    .find(|(_, differs)| *differs)
+                    .map(|(name, _)| name)
+            };
+        }
+        let differing = differs!(
+            "sse4_2" => "sse4.2", "avx" => "avx", "avx2" => "avx2", "fma" => "fma",
+            "f16c" => "f16c", "bmi2" => "bmi2", "adx" => "adx", "sha_ni" => "sha",
+            "rdseed" => "rdseed", "avx512f" => "avx512f", "avx512bw" => "avx512bw"
+        );
+        if let Some(flag) = differing {
+            return Some(format!(
+                "the kernel reports the host's flags, and `{flag}` differs from what this program detects"
+            ));
+        }
+    }
+    None
+}
+
 fn fmt_time(d: Duration) -> String {
     let s = d.as_secs_f64();
     if s < 1e-3 {
@@ -165,6 +206,12 @@ fn main() {
         "built for {} with target features [{}] by {}; the plain loop is compiled for that target",
         info.target, info.target_features, info.rustc
     );
+    if let Some(why) = emulation_hint() {
+        println!(
+            "WARNING: this seems to run under an emulator ({why}): the figures below measure \
+             the emulator, not the CPU, and mean nothing for speed"
+        );
+    }
     setup::<f32, f32, f32>("f32", &opts);
     setup::<bf16, f32, bf16>("bf16 weights and gradients, f32 velocity", &opts);
     setup::<bf16, bf16, bf16>("bf16", &opts);

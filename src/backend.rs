@@ -24,7 +24,7 @@ pub enum Backend {
     Avx2,
     /// x86-64 with AVX-512 F, BW, CD, DQ and VL (x86-64-v4): 16 `f32` lanes.
     Avx512,
-    /// aarch64 with NEON: 4 `f32` lanes. Not built yet: never available in this version.
+    /// aarch64 with NEON (Advanced SIMD): 4 `f32` lanes.
     Neon,
     /// The 16-lane code paths run in portable code (pulp's `Scalar512b`): for the crate's
     /// tests, so that 16-lane logic is exercised on machines without AVX-512.
@@ -44,6 +44,8 @@ struct Detected {
     avx2: Option<crate::arch::x86::Avx2>,
     #[cfg(target_arch = "x86_64")]
     avx512: Option<crate::arch::x86::Avx512>,
+    #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+    neon: Option<crate::arch::aarch64::NeonToken>,
 }
 
 fn detected() -> &'static Detected {
@@ -53,6 +55,8 @@ fn detected() -> &'static Detected {
         avx2: crate::arch::x86::Avx2::try_new(),
         #[cfg(target_arch = "x86_64")]
         avx512: crate::arch::x86::Avx512::try_new(),
+        #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+        neon: crate::arch::aarch64::NeonToken::try_new(),
     })
 }
 
@@ -162,6 +166,8 @@ impl Backend {
             Backend::Avx2 => _detected.avx2.map(Isa::Avx2),
             #[cfg(target_arch = "x86_64")]
             Backend::Avx512 => _detected.avx512.map(Isa::Avx512),
+            #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+            Backend::Neon => _detected.neon.map(Isa::Neon),
             #[cfg(feature = "emulated-backends")]
             Backend::EmulatedScalar16 => Some(Isa::Scalar16),
             #[cfg(all(feature = "emulated-backends", target_arch = "x86_64"))]

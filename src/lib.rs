@@ -2,8 +2,8 @@
 //!
 //! Each kernel reads the weights, the optimizer state and the gradient once, updates them in
 //! one pass and writes them back, over `f32`, [`f16`](struct@crate::f16) and [`bf16`] buffers in any mix. It runs on
-//! the best instruction set of the machine, chosen at run time (AVX-512, AVX2+FMA+F16C, or a
-//! portable scalar fallback; NEON is planned), and splits large buffers across the threads of the
+//! the best instruction set of the machine, chosen at run time (AVX-512, AVX2+FMA+F16C, NEON, or a
+//! portable scalar fallback), and splits large buffers across the threads of the
 //! current rayon pool.
 //!
 //! ```

@@ -4,7 +4,7 @@
 //! when that is set (a backend name, or `error` when detection must fail), so that a script
 //! can run this binary on an emulated CPU and check what was detected. The other tests run
 //! this same binary again as a child process with `OPTKERN_BACKEND` set, because the variable
-//! is read once per process.
+//! is read once per process (through `OPTKERN_TEST_RUNNER` when set, see `child`).
 
 use std::process::Command;
 
@@ -53,8 +53,22 @@ fn detected_backend_is_expected() {
 
 /// Runs `detected_backend_is_expected` in a child process with the given environment, and
 /// checks that the child did run that one test (a filter matching nothing would also exit 0).
+///
+/// Under an emulator, `OPTKERN_TEST_RUNNER` (say `qemu-x86_64 -cpu Nehalem`) is the command
+/// that runs this binary, so that the child runs on the same emulated CPU.
 fn child(backend_var: &str, expect: &str) -> std::process::Output {
-    let out = Command::new(std::env::current_exe().unwrap())
+    let runner = std::env::var("OPTKERN_TEST_RUNNER").unwrap_or_default();
+    let mut words = runner.split_whitespace();
+    let exe = std::env::current_exe().unwrap();
+    let mut command = match words.next() {
+        Some(program) => {
+            let mut c = Command::new(program);
+            c.args(words).arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    };
+    let out = command
         .args(["--exact", TEST_IN_CHILD, "--nocapture", "--test-threads=1"])
         .env("OPTKERN_BACKEND", backend_var)
         .env("OPTKERN_EXPECT_BACKEND", expect)

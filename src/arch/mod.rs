@@ -10,7 +10,7 @@
 //! | scalar | `pulp::Scalar` | 1 | [`portable`] |
 //! | AVX2 + FMA + F16C | `pulp::x86::V3` | 8 | [`x86`] |
 //! | AVX-512 (F, BW, CD, DQ, VL) | `pulp::x86::V4` | 16 | [`x86`] |
-//! | NEON | `pulp::aarch64::Neon` | 4 | `aarch64` (not yet built: the scalar backend runs there) |
+//! | NEON | `pulp::aarch64::Neon` | 4 | [`aarch64`] |
 //! | 16 emulated scalar lanes (tests) | `pulp::Scalar512b` | 16 | [`portable`] |
 //! | AVX2 on 16-lane vectors (tests) | `pulp::x86::V3_512b` | 16 | [`x86`] |
 //!
@@ -22,6 +22,8 @@
 
 use pulp::Simd;
 
+#[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+pub(crate) mod aarch64;
 pub(crate) mod portable;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86;
@@ -80,6 +82,8 @@ pub(crate) enum Isa {
     Avx2(x86::Avx2),
     #[cfg(target_arch = "x86_64")]
     Avx512(x86::Avx512),
+    #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+    Neon(aarch64::NeonToken),
     #[cfg(feature = "emulated-backends")]
     Scalar16,
     #[cfg(all(feature = "emulated-backends", target_arch = "x86_64"))]
@@ -96,6 +100,8 @@ impl Isa {
             Isa::Avx2(token) => token.run(kernel),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512(token) => token.run(kernel),
+            #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+            Isa::Neon(token) => token.run(kernel),
             #[cfg(feature = "emulated-backends")]
             Isa::Scalar16 => kernel.run(pulp::Scalar512b),
             #[cfg(all(feature = "emulated-backends", target_arch = "x86_64"))]

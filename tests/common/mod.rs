@@ -5,6 +5,10 @@ use optkern::{Backend, Executor, Threads};
 
 /// Every backend that can run on this machine, the 16-lane emulations included, with the
 /// scalar oracle first. Prints the list once per test binary, so a log shows what ran.
+///
+/// `OPTKERN_TEST_BACKENDS=neon,scalar` (names, comma-separated) restricts the list, for runs
+/// under an emulator where every backend would take too long; a name that cannot run here is a
+/// failure, never a silent skip. The scalar oracle is always in the list.
 pub fn backends() -> Vec<Backend> {
     let mut list = vec![Backend::Scalar];
     list.extend(
@@ -13,6 +17,20 @@ pub fn backends() -> Vec<Backend> {
             .filter(|b| *b != Backend::Scalar),
     );
     list.extend(Backend::emulated());
+    if let Ok(names) = std::env::var("OPTKERN_TEST_BACKENDS") {
+        let wanted: Vec<&str> = names
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
+        for name in &wanted {
+            assert!(
+                list.iter().any(|b| b.name() == *name),
+                "OPTKERN_TEST_BACKENDS names {name:?}, which cannot run here (runnable: {list:?})"
+            );
+        }
+        list.retain(|b| *b == Backend::Scalar || wanted.contains(&b.name()));
+    }
     static PRINTED: std::sync::Once = std::sync::Once::new();
     PRINTED.call_once(|| {
         let names: Vec<_> = list.iter().map(|b| b.name()).collect();
@@ -21,16 +39,14 @@ pub fn backends() -> Vec<Backend> {
             .filter(|b| !b.is_available())
             .map(|b| b.name())
             .collect();
+        let missing = if missing.is_empty() {
+            "none".to_owned()
+        } else {
+            missing.join(", ")
+        };
         eprintln!(
-            "backends tested here: {}; not available here: {}",
-            names.join(", "),
-            {
-                if missing.is_empty() {
-                    "none".to_owned()
-                } else {
-                    missing.join(", ")
-                }
-            }
+            "backends tested here: {}; not available here: {missing}",
+            names.join(", ")
         );
     });
     list
