@@ -1,27 +1,33 @@
-//! Compares the CPU targets of this machine on the momentum step.
+//! Compares the CPU targets of this machine on the optimizer steps.
 //!
-//! `cargo run --release --example compare [-- --quick] [--sizes 4096,65536]`
+//! `cargo run --release --example compare [-- --quick] [--all] [--sizes 4096,65536]`
 //!
-//! For every backend the CPU can run, every dtype setup and size, on one thread and on all of
-//! them: the median time of one step (after warm-up) and the effective bandwidth under the
-//! traffic model (bytes that must cross memory: w, v, g read; w, v written), next to the plain
-//! per-element loop a user would write, measured in the same run.
+//! For every backend the CPU can run, every optimizer (momentum and Adam; all of them with
+//! `--all`), every dtype setup and size, on one thread and on all of them: the median time of
+//! one step (after warm-up) and the effective bandwidth under the traffic model (bytes that
+//! must cross memory: every buffer read once, weights and state written once), next to the
+//! plain per-element loop a user would write, measured in the same run.
+
+#[path = "../benches/support/kernels.rs"]
+mod kernels;
 
 use std::time::{Duration, Instant};
 
-use optkern::{Backend, Element, Executor, Momentum, Threads, bf16, f16};
-
-const LR: f32 = 1e-3;
-const MU: f32 = 0.9;
+use kernels::{AdagradKernel, AdamKernel, Kernel, LR64, LionKernel, MomentumKernel, RmspropKernel};
+use optkern::{
+    Adagrad, Adam, Backend, Element, Executor, Lion, Momentum, Rmsprop, Threads, bf16, f16,
+};
 
 struct Options {
     sizes: Vec<usize>,
     budget: Duration,
+    all: bool,
 }
 
 fn options() -> Options {
     let mut sizes = vec![1 << 12, 1 << 16, 1 << 20, 1 << 24];
     let mut budget = Duration::from_millis(200);
+    let mut all = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -29,6 +35,7 @@ fn options() -> Options {
                 sizes = vec![1 << 12, 1 << 16, 1 << 20];
                 budget = Duration::from_millis(50);
             }
+            "--all" => all = true,
             "--sizes" => {
                 let list = args.next().expect("--sizes needs a comma-separated list");
                 sizes = list
@@ -37,13 +44,13 @@ fn options() -> Options {
                     .collect();
             }
             "--help" | "-h" => {
-                println!("usage: compare [--quick] [--sizes N,N,...]");
+                println!("usage: compare [--quick] [--all] [--sizes N,N,...]");
                 std::process::exit(0);
             }
             other => panic!("unknown argument {other:?} (try --help)"),
         }
     }
-    Options { sizes, budget }
+    Options { sizes, budget, all }
 }
 
 /// The median duration of `f` over repeated runs, after warm-up, within about `budget`.
@@ -126,11 +133,16 @@ fn fmt_time(d: Duration) -> String {
     }
 }
 
-fn setup<W: Element, T: Element, G: Element>(name: &str, opts: &Options) {
-    let per_element = 2 * W::DTYPE.size() + 2 * T::DTYPE.size() + G::DTYPE.size();
+fn setup<K: Kernel<N>, W: Element, T: Element, G: Element, const N: usize>(
+    kernel: &K,
+    name: &str,
+    opts: &Options,
+) {
+    let per_element = 2 * W::DTYPE.size() + 2 * N * T::DTYPE.size() + G::DTYPE.size();
     println!();
     println!(
-        "{name}: w {}, v {}, g {} ({per_element} B/element moved)",
+        "{} {name}: w {}, state {} (x{N}), g {} ({per_element} B/element moved)",
+        K::NAME,
         W::DTYPE,
         T::DTYPE,
         G::DTYPE
@@ -139,27 +151,22 @@ fn setup<W: Element, T: Element, G: Element>(name: &str, opts: &Options) {
         "{:<12} {:>8} {:>10} {:>12} {:>9} {:>14}",
         "backend", "threads", "n", "time/step", "GB/s", "vs plain loop"
     );
-    let config = Momentum::heavy_ball(LR, MU).build().unwrap();
     let all = rayon::current_num_threads();
     for &n in &opts.sizes {
         let mut w: Vec<W> = (0..n)
             .map(|i| W::from_f32((i % 1000) as f32 * 1e-3 - 0.5))
             .collect();
-        let mut v: Vec<T> = (0..n)
-            .map(|i| T::from_f32((i % 77) as f32 * 1e-4))
-            .collect();
+        let mut s: [Vec<T>; N] = core::array::from_fn(|k| {
+            (0..n)
+                .map(|i| T::from_f32(((i + k) % 77) as f32 * 1e-4))
+                .collect()
+        });
         let g: Vec<G> = (0..n)
             .map(|i| G::from_f32((i % 313) as f32 * 1e-4 - 0.0156))
             .collect();
         let gbps = |t: Duration| (n * per_element) as f64 / t.as_secs_f64() * 1e-9;
 
-        let plain = median_time(opts.budget, || {
-            for ((w, v), g) in w.iter_mut().zip(v.iter_mut()).zip(&g) {
-                let vn = MU * v.to_f32() + g.to_f32();
-                *v = T::from_f32(vn);
-                *w = W::from_f32(w.to_f32() - LR * vn);
-            }
-        });
+        let plain = median_time(opts.budget, || kernel.plain(&mut w, &mut s, &g));
         let row = |label: &str, threads: usize, t: Duration| {
             println!(
                 "{label:<12} {threads:>8} {n:>10} {:>12} {:>9.1} {:>13.2}x",
@@ -176,19 +183,24 @@ fn setup<W: Element, T: Element, G: Element>(name: &str, opts: &Options) {
         for backend in Backend::available() {
             for &(threads, policy) in &policies {
                 let exec = Executor::with_backend(backend).unwrap().threads(policy);
-                let t = median_time(opts.budget, || {
-                    exec.momentum_step(&config, &mut w, &mut v, &g, 2).unwrap();
-                });
+                let t = median_time(opts.budget, || kernel.step(&exec, &mut w, &mut s, &g));
                 row(backend.name(), threads, t);
             }
         }
     }
 }
 
+fn setups<K: Kernel<N>, const N: usize>(kernel: &K, opts: &Options) {
+    setup::<K, f32, f32, f32, N>(kernel, "f32", opts);
+    setup::<K, bf16, f32, bf16, N>(kernel, "bf16 weights and gradients, f32 state", opts);
+    setup::<K, bf16, bf16, bf16, N>(kernel, "bf16", opts);
+    setup::<K, f16, f16, f16, N>(kernel, "f16", opts);
+}
+
 fn main() {
     let opts = options();
     let info = optkern::build_info();
-    println!("optkern compare: SGD momentum step (PyTorch heavy ball), median time per step");
+    println!("optkern compare: optimizer steps, median time per step");
     println!(
         "machine: {}, {} threads in the rayon pool; backends: {}; default: {}",
         cpu_model(),
@@ -212,8 +224,20 @@ fn main() {
              the emulator, not the CPU, and mean nothing for speed"
         );
     }
-    setup::<f32, f32, f32>("f32", &opts);
-    setup::<bf16, f32, bf16>("bf16 weights and gradients, f32 velocity", &opts);
-    setup::<bf16, bf16, bf16>("bf16", &opts);
-    setup::<f16, f16, f16>("f16", &opts);
+    setups(
+        &MomentumKernel(Momentum::heavy_ball(LR64, 0.9).build().unwrap()),
+        &opts,
+    );
+    setups(&AdamKernel(Adam::builder(LR64).build().unwrap()), &opts);
+    if opts.all {
+        setups(
+            &RmspropKernel(Rmsprop::builder(LR64).build().unwrap()),
+            &opts,
+        );
+        setups(
+            &AdagradKernel(Adagrad::builder(LR64).build().unwrap()),
+            &opts,
+        );
+        setups(&LionKernel(Lion::builder(LR64).build().unwrap()), &opts);
+    }
 }

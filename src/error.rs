@@ -33,6 +33,15 @@ pub enum Error {
         /// What is wrong, in a sentence.
         reason: &'static str,
     },
+    /// A state buffer the config needs was not given, or one it does not use was given.
+    StateBuffer {
+        /// The call that was refused.
+        call: &'static str,
+        /// The buffer, e.g. `"grad_avg"`.
+        buffer: &'static str,
+        /// `true`: the config needs it and it is missing; `false`: it is given but unused.
+        needed: bool,
+    },
     /// The step number given to a call that counts steps from 1 was 0.
     InvalidStep,
     /// The backend asked for cannot run on this CPU.
@@ -73,6 +82,24 @@ impl fmt::Display for Error {
                 )
             }
             Error::IncompatibleOptions { reason } => write!(f, "incompatible options: {reason}"),
+            Error::StateBuffer {
+                call,
+                buffer,
+                needed: true,
+            } => {
+                write!(
+                    f,
+                    "{call}: the config needs the {buffer} buffer, but none was given"
+                )
+            }
+            Error::StateBuffer {
+                call,
+                buffer,
+                needed: false,
+            } => write!(
+                f,
+                "{call}: the {buffer} buffer was given, but the config does not use it"
+            ),
             Error::InvalidStep => {
                 write!(
                     f,
@@ -99,39 +126,52 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {}
 
 /// Checks that `value` is finite and `>= 0`.
-pub(crate) fn non_negative(name: &'static str, value: f32) -> Result<(), Error> {
+pub(crate) fn non_negative(name: &'static str, value: f64) -> Result<(), Error> {
     if value.is_finite() && value >= 0.0 {
         Ok(())
     } else {
         Err(Error::InvalidHyperparameter {
             name,
-            value: value.into(),
+            value,
             requirement: "finite and >= 0",
         })
     }
 }
 
+/// Checks that `value` is finite and `> 0`.
+pub(crate) fn positive(name: &'static str, value: f64) -> Result<(), Error> {
+    if value.is_finite() && value > 0.0 {
+        Ok(())
+    } else {
+        Err(Error::InvalidHyperparameter {
+            name,
+            value,
+            requirement: "finite and > 0",
+        })
+    }
+}
+
 /// Checks that `0 <= value < 1`.
-pub(crate) fn unit_interval_open(name: &'static str, value: f32) -> Result<(), Error> {
+pub(crate) fn unit_interval_open(name: &'static str, value: f64) -> Result<(), Error> {
     if (0.0..1.0).contains(&value) {
         Ok(())
     } else {
         Err(Error::InvalidHyperparameter {
             name,
-            value: value.into(),
+            value,
             requirement: "in [0, 1)",
         })
     }
 }
 
 /// Checks that `0 <= value <= 1`.
-pub(crate) fn unit_interval_closed(name: &'static str, value: f32) -> Result<(), Error> {
+pub(crate) fn unit_interval_closed(name: &'static str, value: f64) -> Result<(), Error> {
     if (0.0..=1.0).contains(&value) {
         Ok(())
     } else {
         Err(Error::InvalidHyperparameter {
             name,
-            value: value.into(),
+            value,
             requirement: "in [0, 1]",
         })
     }

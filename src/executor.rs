@@ -57,7 +57,7 @@ impl Default for Threads {
 /// let exec = Executor::with_backend(Backend::Scalar)?.threads(Threads::Sequential);
 /// let config = Momentum::heavy_ball(0.1, 0.9).build()?;
 /// let (mut w, mut v, g) = (vec![1.0f32; 100], vec![0.0f32; 100], vec![0.5f32; 100]);
-/// exec.momentum_step(&config, &mut w, &mut v, &g, 1)?;
+/// exec.momentum_step(&mut w, &mut v, &g, &config, 1)?;
 /// assert_eq!(w[0], 1.0 - 0.1 * 0.5);
 /// # Ok::<(), optkern::Error>(())
 /// ```

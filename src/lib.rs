@@ -31,7 +31,9 @@
 //! - **The semantics of the frameworks people use.** [`Momentum`] follows PyTorch's `SGD`
 //!   (heavy ball, dampening, Nesterov, weight decay, maximize, the first step), the form with
 //!   the learning rate inside the velocity that TensorFlow/Keras use, and the moving-average
-//!   form.
+//!   form; [`Adam`] (Adam, AdamW, AMSGrad, with PyTorch's or Keras' epsilon), [`Rmsprop`],
+//!   [`Adagrad`] follow PyTorch (with Keras' options where it differs), [`Lion`] follows the
+//!   paper and lion-pytorch. Each module documents its formula and its order of operations.
 //! - **Nothing is written by a call that fails.** Lengths and hyperparameters are checked first.
 //!   Calls that panic on bad input have a `try_` twin returning [`Error`].
 //!
@@ -59,11 +61,29 @@ pub use element::{DType, Element, bf16, f16};
 pub use error::Error;
 pub use executor::{Executor, Threads};
 pub use optim::WeightDecay;
+pub use optim::adagrad::{
+    Adagrad, AdagradBuilder, adagrad_step, adagrad_step_bf16, adagrad_step_f16, adagrad_step_f32,
+    try_adagrad_step, try_adagrad_step_bf16, try_adagrad_step_f16, try_adagrad_step_f32,
+};
+pub use optim::adam::{
+    Adam, AdamBuilder, EpsilonPlacement, adam_step, adam_step_bf16, adam_step_f16, adam_step_f32,
+    amsgrad_step, amsgrad_step_bf16, amsgrad_step_f16, amsgrad_step_f32, try_adam_step,
+    try_adam_step_bf16, try_adam_step_f16, try_adam_step_f32, try_amsgrad_step,
+    try_amsgrad_step_bf16, try_amsgrad_step_f16, try_amsgrad_step_f32,
+};
+pub use optim::lion::{
+    Lion, LionBuilder, lion_step, lion_step_bf16, lion_step_f16, lion_step_f32, try_lion_step,
+    try_lion_step_bf16, try_lion_step_f16, try_lion_step_f32,
+};
 pub use optim::momentum::{
     Momentum, MomentumBuilder, MomentumForm, Sgd, momentum_step, momentum_step_bf16,
     momentum_step_f16, momentum_step_f32, sgd_step, sgd_step_bf16, sgd_step_f16, sgd_step_f32,
     try_momentum_step, try_momentum_step_bf16, try_momentum_step_f16, try_momentum_step_f32,
     try_sgd_step, try_sgd_step_bf16, try_sgd_step_f16, try_sgd_step_f32,
+};
+pub use optim::rmsprop::{
+    Rmsprop, RmspropBuilder, rmsprop_step, rmsprop_step_bf16, rmsprop_step_f16, rmsprop_step_f32,
+    try_rmsprop_step, try_rmsprop_step_bf16, try_rmsprop_step_f16, try_rmsprop_step_f32,
 };
 
 /// A buffer aligned to the 64-byte cache line, as [`zeroed`] returns.

@@ -41,11 +41,11 @@ fn detected_backend_is_expected() {
         let (mut w_ref, mut v_ref) = (w.clone(), v.clone());
         Executor::with_backend(Backend::Scalar)
             .unwrap()
-            .momentum_step(&config, &mut w_ref, &mut v_ref, &g, 2)
+            .momentum_step(&mut w_ref, &mut v_ref, &g, &config, 2)
             .unwrap();
         let exec = Executor::new().unwrap();
         assert_eq!(exec.backend(), backend);
-        exec.momentum_step(&config, &mut w, &mut v, &g, 2).unwrap();
+        exec.momentum_step(&mut w, &mut v, &g, &config, 2).unwrap();
         assert_eq!(w, w_ref);
         assert_eq!(v, v_ref);
     }

@@ -14,9 +14,9 @@ use proptest::test_runner::TestCaseError;
 #[derive(Clone, Debug)]
 struct Case {
     form: MomentumForm,
-    lr: f32,
-    momentum: f32,
-    dampening: f32,
+    lr: f64,
+    momentum: f64,
+    dampening: f64,
     nesterov: bool,
     weight_decay: WeightDecay,
     maximize: bool,
@@ -27,15 +27,12 @@ struct Case {
     special: bool,
 }
 
-fn lr() -> impl Strategy<Value = f32> {
-    prop_oneof![
-        Just(0.0f32),
-        (-6.0f64..1.0).prop_map(|e| 10f64.powf(e) as f32)
-    ]
+fn lr() -> impl Strategy<Value = f64> {
+    prop_oneof![Just(0.0f64), (-6.0f64..1.0).prop_map(|e| 10f64.powf(e))]
 }
 
 fn weight_decay() -> impl Strategy<Value = WeightDecay> {
-    let wd = (-6.0f64..0.0).prop_map(|e| 10f64.powf(e) as f32);
+    let wd = (-6.0f64..0.0).prop_map(|e| 10f64.powf(e));
     prop_oneof![
         Just(WeightDecay::None),
         wd.clone().prop_map(WeightDecay::L2),
@@ -49,8 +46,8 @@ fn case() -> impl Strategy<Value = Case> {
         Just(MomentumForm::LrInVelocity),
         Just(MomentumForm::MovingAverage)
     ];
-    let momentum = prop_oneof![Just(0.0f32), Just(0.9), Just(0.99), 0.0f32..1.0];
-    let dampening = prop_oneof![Just(0.0f32), 0.0f32..=1.0];
+    let momentum = prop_oneof![Just(0.0f64), Just(0.9), Just(0.99), 0.0f64..1.0];
+    let dampening = prop_oneof![Just(0.0f64), 0.0f64..=1.0];
     (
         (
             form,
@@ -140,10 +137,10 @@ fn momentum_matches_oracle<W: Element, T: Element, G: Element>(
     let (mut w_ref, mut v_ref) = (w0.copy(), v0.copy());
     sequential(Backend::Scalar)
         .momentum_step(
-            &config,
             w_ref.slice_mut(),
             v_ref.slice_mut(),
             g.slice(),
+            &config,
             case.step,
         )
         .unwrap();
@@ -156,7 +153,7 @@ fn momentum_matches_oracle<W: Element, T: Element, G: Element>(
         for (how, exec, pool) in runs {
             let (mut w, mut v) = (w0.copy(), v0.copy());
             let mut step =
-                || exec.momentum_step(&config, w.slice_mut(), v.slice_mut(), g.slice(), case.step);
+                || exec.momentum_step(w.slice_mut(), v.slice_mut(), g.slice(), &config, case.step);
             match pool {
                 Some(pool) => pool.install(step),
                 None => step(),
@@ -179,12 +176,12 @@ fn sgd_matches_oracle<W: Element, G: Element>(case: &Case) -> Result<(), TestCas
     let (w0, _, g) = case.buffers::<W, f32, G>();
     let mut w_ref = w0.copy();
     sequential(Backend::Scalar)
-        .sgd_step(&config, w_ref.slice_mut(), g.slice())
+        .sgd_step(w_ref.slice_mut(), g.slice(), &config)
         .unwrap();
     for backend in backends() {
         for (name, pool) in pools() {
             let mut w = w0.copy();
-            pool.install(|| split_finely(backend).sgd_step(&config, w.slice_mut(), g.slice()))
+            pool.install(|| split_finely(backend).sgd_step(w.slice_mut(), g.slice(), &config))
                 .unwrap();
             let how = format!("split, {name}; w {}, g {}", W::DTYPE, G::DTYPE);
             same_bits("weights", w.slice(), w_ref.slice()).map_err(|e| fail(backend, &how, e))?;
@@ -194,7 +191,7 @@ fn sgd_matches_oracle<W: Element, G: Element>(case: &Case) -> Result<(), TestCas
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(ProptestConfig::with_cases(common::proptest_cases(256)))]
 
     #[test]
     fn momentum_bits_equal_scalar_oracle(case in case()) {
@@ -222,7 +219,7 @@ fn fixed_type_calls_match_config_calls() {
             let config = Momentum::heavy_ball(0.01, 0.9).build().unwrap();
             let (mut w_ref, mut v_ref) = (w0.copy(), v0.copy());
             sequential(Backend::Scalar)
-                .momentum_step(&config, w_ref.slice_mut(), v_ref.slice_mut(), g.slice(), 2)
+                .momentum_step(w_ref.slice_mut(), v_ref.slice_mut(), g.slice(), &config, 2)
                 .unwrap();
             let (mut w, mut v) = (w0.copy(), v0.copy());
             fixed(w.slice_mut(), v.slice_mut(), g.slice(), 0.01, 0.9);
@@ -232,7 +229,7 @@ fn fixed_type_calls_match_config_calls() {
             let mut w_ref = w0.copy();
             let plain = Sgd::new(0.01).unwrap();
             sequential(Backend::Scalar)
-                .sgd_step(&plain, w_ref.slice_mut(), g.slice())
+                .sgd_step(w_ref.slice_mut(), g.slice(), &plain)
                 .unwrap();
             let mut w = w0.copy();
             sgd(w.slice_mut(), g.slice(), 0.01);

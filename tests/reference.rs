@@ -26,9 +26,9 @@ const K: f64 = 8.0;
 #[derive(Clone, Debug)]
 struct Case {
     form: MomentumForm,
-    lr: f32,
-    momentum: f32,
-    dampening: f32,
+    lr: f64,
+    momentum: f64,
+    dampening: f64,
     nesterov: bool,
     weight_decay: WeightDecay,
     maximize: bool,
@@ -40,12 +40,12 @@ struct Case {
 /// magnitude sums `M` of each.
 #[allow(clippy::too_many_arguments)]
 fn reference_step(c: &Case, w: f64, v: f64, g: f64) -> (f64, f64, f64, f64) {
-    let mu = f64::from(c.momentum);
-    let lr = f64::from(c.lr);
+    let mu = c.momentum;
+    let lr = c.lr;
     let (l2, decoupled) = match c.weight_decay {
         WeightDecay::None => (0.0, 0.0),
-        WeightDecay::L2(wd) => (f64::from(wd), 0.0),
-        WeightDecay::Decoupled(wd) => (0.0, f64::from(wd)),
+        WeightDecay::L2(wd) => (wd, 0.0),
+        WeightDecay::Decoupled(wd) => (0.0, wd),
     };
     let g_sign = if c.maximize { -g } else { g };
     let g_eff = g_sign + l2 * w;
@@ -53,7 +53,7 @@ fn reference_step(c: &Case, w: f64, v: f64, g: f64) -> (f64, f64, f64, f64) {
     let w_decayed = w * (1.0 - lr * decoupled);
     // The velocity coefficient c and the step coefficient a of each form.
     let (coef, a) = match c.form {
-        MomentumForm::HeavyBall => (1.0 - f64::from(c.dampening), lr),
+        MomentumForm::HeavyBall => (1.0 - c.dampening, lr),
         MomentumForm::LrInVelocity => (lr, 1.0),
         MomentumForm::MovingAverage => (1.0 - mu, lr),
     };
@@ -118,7 +118,7 @@ fn within_bound<W: Element, T: Element, G: Element>(case: &Case) -> Result<(), T
     let (w0, v0) = (w.copy(), v.copy());
     let step = if case.first { 1 } else { 2 };
     sequential(Backend::best())
-        .momentum_step(&config, w.slice_mut(), v.slice_mut(), g.slice(), step)
+        .momentum_step(w.slice_mut(), v.slice_mut(), g.slice(), &config, step)
         .unwrap();
     for i in 0..n {
         let (wi, vi, gi) = (
@@ -160,7 +160,7 @@ fn case() -> impl Strategy<Value = Case> {
         Just(MomentumForm::LrInVelocity),
         Just(MomentumForm::MovingAverage)
     ];
-    let wd = (-5.0f64..-0.5).prop_map(|e| 10f64.powf(e) as f32);
+    let wd = (-5.0f64..-0.5).prop_map(|e| 10f64.powf(e));
     let weight_decay = prop_oneof![
         Just(WeightDecay::None),
         wd.clone().prop_map(WeightDecay::L2),
@@ -168,9 +168,9 @@ fn case() -> impl Strategy<Value = Case> {
     ];
     (
         form,
-        (-5.0f64..0.0).prop_map(|e| 10f64.powf(e) as f32),
-        prop_oneof![Just(0.0f32), 0.0f32..0.999],
-        prop_oneof![Just(0.0f32), 0.0f32..=1.0],
+        (-5.0f64..0.0).prop_map(|e| 10f64.powf(e)),
+        prop_oneof![Just(0.0f64), 0.0f64..0.999],
+        prop_oneof![Just(0.0f64), 0.0f64..=1.0],
         any::<bool>(),
         weight_decay,
         any::<bool>(),
@@ -201,7 +201,7 @@ fn case() -> impl Strategy<Value = Case> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(48))]
+    #![proptest_config(ProptestConfig::with_cases(common::proptest_cases(48)))]
 
     #[test]
     fn momentum_within_bound_of_f64_reference(case in case()) {

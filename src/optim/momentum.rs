@@ -60,9 +60,9 @@ pub enum MomentumForm {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Momentum {
     form: MomentumForm,
-    lr: f32,
-    momentum: f32,
-    dampening: f32,
+    lr: f64,
+    momentum: f64,
+    dampening: f64,
     nesterov: bool,
     weight_decay: WeightDecay,
     maximize: bool,
@@ -83,23 +83,23 @@ impl Momentum {
     /// With `momentum` 0 the formula still holds as written (`v = (1-dampening)*g`,
     /// `w -= lr*v`); PyTorch keeps no buffer in that case and ignores dampening, which is what
     /// [`Sgd`] with [`sgd_step`] does.
-    pub fn heavy_ball(lr: f32, momentum: f32) -> MomentumBuilder {
+    pub fn heavy_ball(lr: f64, momentum: f64) -> MomentumBuilder {
         Momentum::builder(MomentumForm::HeavyBall, lr, momentum)
     }
 
     /// The learning rate inside the velocity, as TensorFlow/Keras do; see
     /// [`MomentumForm::LrInVelocity`].
-    pub fn lr_in_velocity(lr: f32, momentum: f32) -> MomentumBuilder {
+    pub fn lr_in_velocity(lr: f64, momentum: f64) -> MomentumBuilder {
         Momentum::builder(MomentumForm::LrInVelocity, lr, momentum)
     }
 
     /// The moving-average form, `v = beta*v + (1-beta)*g; w -= lr*v`; see
     /// [`MomentumForm::MovingAverage`].
-    pub fn moving_average(lr: f32, beta: f32) -> MomentumBuilder {
+    pub fn moving_average(lr: f64, beta: f64) -> MomentumBuilder {
         Momentum::builder(MomentumForm::MovingAverage, lr, beta)
     }
 
-    fn builder(form: MomentumForm, lr: f32, momentum: f32) -> MomentumBuilder {
+    fn builder(form: MomentumForm, lr: f64, momentum: f64) -> MomentumBuilder {
         MomentumBuilder {
             config: Momentum {
                 form,
@@ -118,15 +118,15 @@ impl Momentum {
         self.form
     }
     /// The learning rate.
-    pub fn lr(&self) -> f32 {
+    pub fn lr(&self) -> f64 {
         self.lr
     }
     /// The momentum coefficient (`beta` in the moving-average form).
-    pub fn momentum(&self) -> f32 {
+    pub fn momentum(&self) -> f64 {
         self.momentum
     }
     /// The dampening (PyTorch form only; 0 otherwise).
-    pub fn dampening(&self) -> f32 {
+    pub fn dampening(&self) -> f64 {
         self.dampening
     }
     /// Whether the Nesterov look-ahead is used.
@@ -143,7 +143,7 @@ impl Momentum {
     }
 
     /// Changes the learning rate (for a schedule), checking it as `build` does.
-    pub fn set_lr(&mut self, lr: f32) -> Result<(), Error> {
+    pub fn set_lr(&mut self, lr: f64) -> Result<(), Error> {
         non_negative("lr", lr)?;
         self.lr = lr;
         Ok(())
@@ -171,13 +171,13 @@ impl Momentum {
     /// exact, rounded once to `f32`). `first` applies PyTorch's first-step rule.
     fn update(&self, first: bool) -> MomentumUpdate {
         let (c, a) = match self.form {
-            MomentumForm::HeavyBall => ((1.0 - f64::from(self.dampening)) as f32, self.lr),
-            MomentumForm::LrInVelocity => (self.lr, 1.0),
-            MomentumForm::MovingAverage => ((1.0 - f64::from(self.momentum)) as f32, self.lr),
+            MomentumForm::HeavyBall => ((1.0 - self.dampening) as f32, self.lr as f32),
+            MomentumForm::LrInVelocity => (self.lr as f32, 1.0),
+            MomentumForm::MovingAverage => ((1.0 - self.momentum) as f32, self.lr as f32),
         };
         MomentumUpdate {
             input: GradientIn::new(self.maximize, self.weight_decay, self.lr),
-            mu: self.momentum,
+            mu: self.momentum as f32,
             c,
             a,
             first: first && self.form == MomentumForm::HeavyBall,
@@ -188,7 +188,7 @@ impl Momentum {
 
 impl MomentumBuilder {
     /// PyTorch's dampening: the velocity takes `(1 - dampening) * g` (heavy-ball form only).
-    pub fn dampening(mut self, dampening: f32) -> Self {
+    pub fn dampening(mut self, dampening: f64) -> Self {
         self.config.dampening = dampening;
         self
     }
@@ -263,14 +263,14 @@ impl Update<1> for MomentumUpdate {
 /// decay and maximize, as `torch.optim.SGD` with `momentum=0`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Sgd {
-    lr: f32,
+    lr: f64,
     weight_decay: WeightDecay,
     maximize: bool,
 }
 
 impl Sgd {
     /// Plain SGD with learning rate `lr` (checked: finite and `>= 0`).
-    pub fn new(lr: f32) -> Result<Sgd, Error> {
+    pub fn new(lr: f64) -> Result<Sgd, Error> {
         non_negative("lr", lr)?;
         Ok(Sgd {
             lr,
@@ -291,13 +291,13 @@ impl Sgd {
         Sgd { maximize, ..self }
     }
     /// Changes the learning rate (for a schedule), checking it.
-    pub fn set_lr(&mut self, lr: f32) -> Result<(), Error> {
+    pub fn set_lr(&mut self, lr: f64) -> Result<(), Error> {
         non_negative("lr", lr)?;
         self.lr = lr;
         Ok(())
     }
     /// The learning rate.
-    pub fn lr(&self) -> f32 {
+    pub fn lr(&self) -> f64 {
         self.lr
     }
     /// The weight decay.
@@ -312,7 +312,7 @@ impl Sgd {
     fn update(&self) -> SgdUpdate {
         SgdUpdate {
             input: GradientIn::new(self.maximize, self.weight_decay, self.lr),
-            lr: self.lr,
+            lr: self.lr as f32,
         }
     }
 }
@@ -347,10 +347,10 @@ impl Executor {
     /// Fails, writing nothing, if the lengths differ or `step` is 0.
     pub fn momentum_step<W: Element, T: Element, G: Element>(
         &self,
-        config: &Momentum,
         w: &mut [W],
         v: &mut [T],
         g: &[G],
+        config: &Momentum,
         step: u64,
     ) -> Result<(), Error> {
         if step == 0 {
@@ -377,9 +377,9 @@ impl Executor {
     /// Fails, writing nothing, if the lengths differ.
     pub fn sgd_step<W: Element, G: Element>(
         &self,
-        config: &Sgd,
         w: &mut [W],
         g: &[G],
+        config: &Sgd,
     ) -> Result<(), Error> {
         self.sgd_with(config.update(), "sgd_step", w, g)
     }
@@ -402,13 +402,13 @@ impl Executor {
 ///
 /// See [`Executor::momentum_step`]; this twin returns the error instead of panicking.
 pub fn try_momentum_step<W: Element, T: Element, G: Element>(
-    config: &Momentum,
     w: &mut [W],
     v: &mut [T],
     g: &[G],
+    config: &Momentum,
     step: u64,
 ) -> Result<(), Error> {
-    Executor::new()?.momentum_step(config, w, v, g, step)
+    Executor::new()?.momentum_step(w, v, g, config, step)
 }
 
 /// One step of SGD with momentum with the default [`Executor`], for any mix of element types.
@@ -421,7 +421,7 @@ pub fn try_momentum_step<W: Element, T: Element, G: Element>(
 /// let mut w = vec![bf16::from_f32(1.0); 1000];
 /// let mut v = vec![0.0f32; 1000];
 /// let g = vec![bf16::from_f32(0.5); 1000];
-/// optkern::momentum_step(&config, &mut w, &mut v, &g, 1);
+/// optkern::momentum_step(&mut w, &mut v, &g, &config, 1);
 /// assert_eq!(v[0], 0.5);
 /// assert_eq!(w[0], bf16::from_f32(0.95));
 /// ```
@@ -430,13 +430,13 @@ pub fn try_momentum_step<W: Element, T: Element, G: Element>(
 /// If the lengths differ, `step` is 0, or `OPTKERN_BACKEND` is invalid; nothing is written
 /// then. [`try_momentum_step`] returns the error instead.
 pub fn momentum_step<W: Element, T: Element, G: Element>(
-    config: &Momentum,
     w: &mut [W],
     v: &mut [T],
     g: &[G],
+    config: &Momentum,
     step: u64,
 ) {
-    if let Err(e) = default_executor().momentum_step(config, w, v, g, step) {
+    if let Err(e) = default_executor().momentum_step(w, v, g, config, step) {
         panic!("optkern::{e}");
     }
 }
@@ -444,11 +444,11 @@ pub fn momentum_step<W: Element, T: Element, G: Element>(
 /// One step of plain SGD with the default [`Executor`]; returns the error instead of
 /// panicking. See [`Executor::sgd_step`].
 pub fn try_sgd_step<W: Element, G: Element>(
-    config: &Sgd,
     w: &mut [W],
     g: &[G],
+    config: &Sgd,
 ) -> Result<(), Error> {
-    Executor::new()?.sgd_step(config, w, g)
+    Executor::new()?.sgd_step(w, g, config)
 }
 
 /// One step of plain SGD with the default [`Executor`], for any mix of element types.
@@ -456,8 +456,8 @@ pub fn try_sgd_step<W: Element, G: Element>(
 /// # Panics
 /// If the lengths differ or `OPTKERN_BACKEND` is invalid; nothing is written then.
 /// [`try_sgd_step`] returns the error instead.
-pub fn sgd_step<W: Element, G: Element>(config: &Sgd, w: &mut [W], g: &[G]) {
-    if let Err(e) = default_executor().sgd_step(config, w, g) {
+pub fn sgd_step<W: Element, G: Element>(w: &mut [W], g: &[G], config: &Sgd) {
+    if let Err(e) = default_executor().sgd_step(w, g, config) {
         panic!("optkern::{e}");
     }
 }
@@ -489,7 +489,7 @@ macro_rules! fixed_type_calls {
             lr: f32,
             mu: f32,
         ) -> Result<(), Error> {
-            let update = Momentum::heavy_ball(lr, mu).build()?.update(false);
+            let update = Momentum::heavy_ball(lr.into(), mu.into()).build()?.update(false);
             Executor::new()?.momentum_with(update, stringify!($momentum), w, v, g)
         }
 
@@ -509,7 +509,7 @@ macro_rules! fixed_type_calls {
 
         #[doc = concat!("[`", stringify!($sgd), "`], returning an error instead of panicking.")]
         pub fn $try_sgd(w: &mut [$t], g: &[$t], lr: f32) -> Result<(), Error> {
-            let update = Sgd::new(lr)?.update();
+            let update = Sgd::new(lr.into())?.update();
             Executor::new()?.sgd_with(update, stringify!($sgd), w, g)
         }
     };

@@ -96,6 +96,17 @@ pub fn canonical_bits(values: &[f32]) -> Vec<u32> {
 }
 
 pub mod data;
+pub mod harness;
+pub mod reference;
+
+/// The number of random cases a property test runs: `default`, or `OPTKERN_PROPTEST_CASES`
+/// (the emulated CI runs use fewer).
+pub fn proptest_cases(default: u32) -> u32 {
+    match std::env::var("OPTKERN_PROPTEST_CASES") {
+        Ok(n) => n.parse().expect("OPTKERN_PROPTEST_CASES is a number"),
+        Err(_) => default,
+    }
+}
 
 /// Calls `$check::<W, T, G>($case)?` for all 27 combinations of f32, f16 and bf16.
 #[macro_export]

@@ -1,0 +1,186 @@
+//! The kernels the benchmarks and the comparison example measure, each with the plain
+//! per-element loop a user would write without this crate (the baseline). Included by
+//! `benches/kernels.rs` and `examples/compare.rs` with `#[path]`.
+
+#![allow(dead_code)]
+
+use optkern::{Adagrad, Adam, Element, Executor, Lion, Momentum, Rmsprop};
+
+/// One optimizer's kernel call and its plain loop, over weights, `STATES` state buffers and a
+/// gradient.
+pub trait Kernel<const STATES: usize> {
+    const NAME: &'static str;
+    fn step<W: Element, T: Element, G: Element>(
+        &self,
+        exec: &Executor,
+        w: &mut [W],
+        s: &mut [Vec<T>; STATES],
+        g: &[G],
+    );
+    fn plain<W: Element, T: Element, G: Element>(
+        &self,
+        w: &mut [W],
+        s: &mut [Vec<T>; STATES],
+        g: &[G],
+    );
+}
+
+/// The learning rate of every measured step.
+pub const LR: f32 = 1e-3;
+/// The learning rate as the configs take it.
+pub const LR64: f64 = LR as f64;
+
+pub struct MomentumKernel(pub Momentum);
+
+impl Kernel<1> for MomentumKernel {
+    const NAME: &'static str = "momentum";
+    fn step<W: Element, T: Element, G: Element>(
+        &self,
+        exec: &Executor,
+        w: &mut [W],
+        [v]: &mut [Vec<T>; 1],
+        g: &[G],
+    ) {
+        exec.momentum_step(w, v, g, &self.0, 2).unwrap();
+    }
+    fn plain<W: Element, T: Element, G: Element>(
+        &self,
+        w: &mut [W],
+        [v]: &mut [Vec<T>; 1],
+        g: &[G],
+    ) {
+        let mu = self.0.momentum() as f32;
+        for ((w, v), g) in w.iter_mut().zip(v.iter_mut()).zip(g) {
+            let vn = mu * v.to_f32() + g.to_f32();
+            *v = T::from_f32(vn);
+            *w = W::from_f32(w.to_f32() - LR * vn);
+        }
+    }
+}
+
+pub struct AdamKernel(pub Adam);
+
+impl Kernel<2> for AdamKernel {
+    const NAME: &'static str = "adam";
+    fn step<W: Element, T: Element, G: Element>(
+        &self,
+        exec: &Executor,
+        w: &mut [W],
+        [m, v]: &mut [Vec<T>; 2],
+        g: &[G],
+    ) {
+        exec.adam_step(w, m, v, g, &self.0, 10).unwrap();
+    }
+    fn plain<W: Element, T: Element, G: Element>(
+        &self,
+        w: &mut [W],
+        [m, v]: &mut [Vec<T>; 2],
+        g: &[G],
+    ) {
+        let ((b1, b2), eps) = (self.0.betas(), self.0.eps() as f32);
+        let (b1, b2) = (b1 as f32, b2 as f32);
+        let step_size = LR / (1.0 - b1.powi(10));
+        let k = 1.0 / (1.0 - b2.powi(10)).sqrt();
+        for (((w, m), v), g) in w.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
+            let g = g.to_f32();
+            let mn = b1 * m.to_f32() + (1.0 - b1) * g;
+            let vn = b2 * v.to_f32() + (1.0 - b2) * g * g;
+            *m = T::from_f32(mn);
+            *v = T::from_f32(vn);
+            *w = W::from_f32(w.to_f32() - step_size * mn / (vn.sqrt() * k + eps));
+        }
+    }
+}
+
+pub struct RmspropKernel(pub Rmsprop);
+
+impl Kernel<1> for RmspropKernel {
+    const NAME: &'static str = "rmsprop";
+    fn step<W: Element, T: Element, G: Element>(
+        &self,
+        exec: &Executor,
+        w: &mut [W],
+        [sq]: &mut [Vec<T>; 1],
+        g: &[G],
+    ) {
+        exec.rmsprop_step(w, sq, None, None, g, &self.0).unwrap();
+    }
+    fn plain<W: Element, T: Element, G: Element>(
+        &self,
+        w: &mut [W],
+        [sq]: &mut [Vec<T>; 1],
+        g: &[G],
+    ) {
+        let (alpha, eps) = (self.0.alpha() as f32, self.0.eps() as f32);
+        for ((w, sq), g) in w.iter_mut().zip(sq.iter_mut()).zip(g) {
+            let g = g.to_f32();
+            let s = alpha * sq.to_f32() + (1.0 - alpha) * g * g;
+            *sq = T::from_f32(s);
+            *w = W::from_f32(w.to_f32() - LR * g / (s.sqrt() + eps));
+        }
+    }
+}
+
+pub struct AdagradKernel(pub Adagrad);
+
+impl Kernel<1> for AdagradKernel {
+    const NAME: &'static str = "adagrad";
+    fn step<W: Element, T: Element, G: Element>(
+        &self,
+        exec: &Executor,
+        w: &mut [W],
+        [sum]: &mut [Vec<T>; 1],
+        g: &[G],
+    ) {
+        exec.adagrad_step(w, sum, g, &self.0, 10).unwrap();
+    }
+    fn plain<W: Element, T: Element, G: Element>(
+        &self,
+        w: &mut [W],
+        [sum]: &mut [Vec<T>; 1],
+        g: &[G],
+    ) {
+        for ((w, sum), g) in w.iter_mut().zip(sum.iter_mut()).zip(g) {
+            let g = g.to_f32();
+            let s = sum.to_f32() + g * g;
+            *sum = T::from_f32(s);
+            *w = W::from_f32(w.to_f32() - LR * g / (s.sqrt() + self.0.eps() as f32));
+        }
+    }
+}
+
+pub struct LionKernel(pub Lion);
+
+impl Kernel<1> for LionKernel {
+    const NAME: &'static str = "lion";
+    fn step<W: Element, T: Element, G: Element>(
+        &self,
+        exec: &Executor,
+        w: &mut [W],
+        [m]: &mut [Vec<T>; 1],
+        g: &[G],
+    ) {
+        exec.lion_step(w, m, g, &self.0).unwrap();
+    }
+    fn plain<W: Element, T: Element, G: Element>(
+        &self,
+        w: &mut [W],
+        [m]: &mut [Vec<T>; 1],
+        g: &[G],
+    ) {
+        let (b1, b2) = (self.0.betas().0 as f32, self.0.betas().1 as f32);
+        for ((w, m), g) in w.iter_mut().zip(m.iter_mut()).zip(g) {
+            let (g, mv) = (g.to_f32(), m.to_f32());
+            let c = b1 * mv + (1.0 - b1) * g;
+            let sign = if c > 0.0 {
+                1.0
+            } else if c < 0.0 {
+                -1.0
+            } else {
+                0.0
+            };
+            *w = W::from_f32(w.to_f32() - LR * sign);
+            *m = T::from_f32(b2 * mv + (1.0 - b2) * g);
+        }
+    }
+}
