@@ -42,6 +42,23 @@ pub enum Error {
         /// `true`: the config needs it and it is missing; `false`: it is given but unused.
         needed: bool,
     },
+    /// A tensor of a multi-tensor call has more or fewer state buffers than the optimizer
+    /// uses.
+    StateBufferCount {
+        /// The call that was refused.
+        call: &'static str,
+        /// How many the optimizer uses.
+        expected: usize,
+        /// How many were given.
+        given: usize,
+    },
+    /// A multi-tensor call refused one of its tensors.
+    InTensor {
+        /// The tensor's position in the call.
+        index: usize,
+        /// What is wrong with it.
+        error: Box<Error>,
+    },
     /// The step number given to a call that counts steps from 1 was 0.
     InvalidStep,
     /// The backend asked for cannot run on this CPU.
@@ -100,6 +117,15 @@ impl fmt::Display for Error {
                 f,
                 "{call}: the {buffer} buffer was given, but the config does not use it"
             ),
+            Error::StateBufferCount {
+                call,
+                expected,
+                given,
+            } => write!(
+                f,
+                "{call}: the optimizer uses {expected} state buffers per tensor, but {given} were given"
+            ),
+            Error::InTensor { index, error } => write!(f, "tensor {index}: {error}"),
             Error::InvalidStep => {
                 write!(
                     f,

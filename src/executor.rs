@@ -3,8 +3,10 @@
 use crate::arch::Isa;
 use crate::element::Element;
 use crate::error::same_len;
-use crate::parallel::for_each_chunk;
-use crate::stream::{Buffers, Convert, Elementwise, Update};
+use crate::parallel::{Split, for_each_chunk, for_each_chunk_many};
+use crate::reduce::{blocks, pairwise_sum};
+use crate::rounding::StreamKey;
+use crate::stream::{Buffers, Convert, Elementwise, SquareSums, Update};
 use crate::{Backend, Error};
 
 /// How a call is spread over threads.
@@ -66,6 +68,64 @@ pub struct Executor {
     backend: Backend,
     isa: Isa,
     threads: Threads,
+    grad_scale: f64,
+    rounding: Option<StochasticRounding>,
+}
+
+/// Stochastic rounding of bf16 and f16 weights (see [`crate::rounding`]): the seed of the random
+/// stream, and the global index of the first element of a single-tensor call (a multi-tensor
+/// call numbers its tensors' elements one after the other from there).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StochasticRounding {
+    /// The seed of the random stream.
+    pub seed: u64,
+    /// The global index of the first element.
+    pub index_base: u64,
+}
+
+/// The result of [`Executor::grad_norm`]: the L2 norm of a set of gradients, computed the same
+/// way (and with the same bits) on every backend, vector width, chunking and thread count.
+///
+/// The fixed blocking that makes it so:
+///
+/// - A buffer is cut into blocks of 2048 elements from its start (the last may be shorter).
+///   Chunks handed to threads start on block boundaries.
+/// - Within a block, element `j` is added to accumulator `j % 16` in `f64`, in order: sixteen
+///   "virtual lanes" whatever the backend's real width. The square of an `f32` is exact in
+///   `f64`, so each step is one correctly rounded addition.
+/// - A block's sum is the pairwise sum of its sixteen accumulators; a buffer's sum is the
+///   pairwise sum of its block sums, in block order; a set of buffers is the pairwise sum of
+///   their sums, in their order (pairwise: halve at `len / 2`, sum each half, add).
+///
+/// The error is below `(128 + log2(n)) * 2^-53` of the sum of squares for `n` elements, far
+/// below what matters for clipping; the sum of squares of finite `f32` values cannot overflow.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GradNorm {
+    sum_of_squares: f64,
+}
+
+impl GradNorm {
+    /// The L2 norm (infinite or NaN when a gradient value is).
+    pub fn norm(&self) -> f64 {
+        self.sum_of_squares.sqrt()
+    }
+
+    /// The sum of the squares of every value.
+    pub fn sum_of_squares(&self) -> f64 {
+        self.sum_of_squares
+    }
+
+    /// Whether every value was finite (the sum of squares of finite `f32` values cannot
+    /// overflow an `f64`, so this is exactly "no infinity and no NaN").
+    pub fn is_finite(&self) -> bool {
+        self.sum_of_squares.is_finite()
+    }
+
+    /// PyTorch's clipping coefficient for `clip_grad_norm_(max_norm)`:
+    /// `min(1, max_norm / (norm + 1e-6))`.
+    pub fn clip_coefficient(&self, max_norm: f64) -> f64 {
+        (max_norm / (self.norm() + 1e-6)).min(1.0)
+    }
 }
 
 impl Executor {
@@ -85,12 +145,80 @@ impl Executor {
             backend,
             isa,
             threads: Threads::default(),
+            grad_scale: 1.0,
+            rounding: None,
         })
     }
 
     /// The same executor with another thread policy.
     pub fn threads(self, threads: Threads) -> Executor {
         Executor { threads, ..self }
+    }
+
+    /// The same executor, multiplying every gradient value by `scale` as it is read (the
+    /// inverse loss scale times a clipping coefficient, say): the gradient buffers are not
+    /// written. The multiplier is rounded once to `f32` (with the sign of `maximize` folded
+    /// in). Fails if `scale` is not finite.
+    pub fn grad_scale(self, scale: f64) -> Result<Executor, Error> {
+        if scale.is_finite() {
+            Ok(Executor {
+                grad_scale: scale,
+                ..self
+            })
+        } else {
+            Err(Error::InvalidHyperparameter {
+                name: "grad_scale",
+                value: scale,
+                requirement: "finite",
+            })
+        }
+    }
+
+    /// The gradient multiplier (1 unless set with [`Executor::grad_scale`]).
+    pub fn gradient_multiplier(&self) -> f64 {
+        self.grad_scale
+    }
+
+    /// The same executor, storing bf16 and f16 weights (and model copies) with stochastic
+    /// rounding (`Some`) or with round-to-nearest-even (`None`, the default). The random bits
+    /// depend on the seed, the step and each element's index only.
+    pub fn stochastic_rounding(self, rounding: Option<StochasticRounding>) -> Executor {
+        Executor { rounding, ..self }
+    }
+
+    /// The stochastic rounding in use, if any.
+    pub fn rounding(&self) -> Option<StochasticRounding> {
+        self.rounding
+    }
+
+    /// The L2 norm of all of `grads` together, and whether any value is infinite or NaN: one
+    /// read pass, split across threads, with the same bits on every backend, vector width,
+    /// chunking and thread count (see [`GradNorm`] for the fixed blocking).
+    ///
+    /// ```
+    /// use optkern::{Executor, bf16};
+    ///
+    /// let (a, b) = (vec![3.0f32; 100], vec![4.0f32; 100]);
+    /// let exec = Executor::new()?;
+    /// let norm = exec.grad_norm(&[&a[..], &b[..]]);
+    /// assert_eq!(norm.norm(), 50.0);
+    /// assert!(norm.is_finite());
+    /// assert!(!exec.grad_norm(&[&[bf16::ONE, bf16::NAN][..]]).is_finite());
+    /// # Ok::<(), optkern::Error>(())
+    /// ```
+    pub fn grad_norm<G: Element>(&self, grads: &[&[G]]) -> GradNorm {
+        let mut sums: Vec<Vec<f64>> = grads.iter().map(|g| vec![0.0; blocks(g.len())]).collect();
+        let items: Vec<SquareSums<'_, G>> = grads
+            .iter()
+            .zip(&mut sums)
+            .map(|(g, s)| SquareSums { g, sums: s })
+            .collect();
+        let isa = self.isa;
+        for_each_chunk_many(items, self.threads, &|chunk| isa.run(chunk));
+        let per_tensor: Vec<f64> = sums.iter().map(|s| pairwise_sum(s)).collect();
+        GradNorm {
+            sum_of_squares: pairwise_sum(&per_tensor),
+        }
     }
 
     /// The backend that runs the kernels.
@@ -122,21 +250,57 @@ impl Executor {
         Ok(())
     }
 
-    /// Runs an elementwise update over buffers whose lengths the caller has checked.
-    pub(crate) fn run_elementwise<U, W, T, G, const N: usize>(
+    /// The stream key of stochastic rounding at `step`, if it is on.
+    pub(crate) fn rounding_key(&self, step: u64) -> Option<StreamKey> {
+        self.rounding.map(|r| StreamKey::new(r.seed, step))
+    }
+
+    /// Runs an elementwise update over buffers whose lengths the caller has checked; one tensor.
+    pub(crate) fn run_elementwise<U, W, T, G, C, const N: usize, const R: usize>(
         &self,
         update: U,
-        buffers: Buffers<'_, W, T, G, N>,
+        mut buffers: Buffers<'_, W, T, G, C, N, R>,
+        step: u64,
     ) where
-        U: Update<N>,
+        U: Update<N, R>,
         W: Element,
         T: Element,
         G: Element,
+        C: Element,
     {
         let isa = self.isa;
-        for_each_chunk(buffers, self.threads, &|buffers| {
-            isa.run(Elementwise { update, buffers })
-        });
+        buffers.index = self.rounding.map_or(0, |r| r.index_base);
+        let kernel = Elementwise {
+            update,
+            buffers,
+            rounding: self.rounding_key(step),
+        };
+        for_each_chunk(kernel, self.threads, &|kernel| isa.run(kernel));
+    }
+
+    /// Runs elementwise kernels over many tensors in one parallel region. Each kernel's
+    /// buffers get their global index (for stochastic rounding) here, one tensor after the
+    /// other.
+    pub(crate) fn run_elementwise_many<U, W, T, G, C, const N: usize, const R: usize>(
+        &self,
+        mut kernels: Vec<Elementwise<'_, U, W, T, G, C, N, R>>,
+        step: u64,
+    ) where
+        U: Update<N, R>,
+        W: Element,
+        T: Element,
+        G: Element,
+        C: Element,
+    {
+        let isa = self.isa;
+        let mut index = self.rounding.map_or(0, |r| r.index_base);
+        let key = self.rounding_key(step);
+        for kernel in &mut kernels {
+            kernel.buffers.index = index;
+            kernel.rounding = key;
+            index += kernel.len() as u64;
+        }
+        for_each_chunk_many(kernels, self.threads, &|kernel| isa.run(kernel));
     }
 }
 

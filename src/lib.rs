@@ -54,12 +54,14 @@ mod error;
 mod executor;
 mod optim;
 mod parallel;
+mod reduce;
+pub mod rounding;
 mod stream;
 
 pub use backend::Backend;
 pub use element::{DType, Element, bf16, f16};
 pub use error::Error;
-pub use executor::{Executor, Threads};
+pub use executor::{Executor, GradNorm, StochasticRounding, Threads};
 pub use optim::WeightDecay;
 pub use optim::adagrad::{
     Adagrad, AdagradBuilder, adagrad_step, adagrad_step_bf16, adagrad_step_f16, adagrad_step_f32,
@@ -71,9 +73,14 @@ pub use optim::adam::{
     try_adam_step_bf16, try_adam_step_f16, try_adam_step_f32, try_amsgrad_step,
     try_amsgrad_step_bf16, try_amsgrad_step_f16, try_amsgrad_step_f32,
 };
+pub use optim::lamb::{Lamb, LambBuilder};
 pub use optim::lion::{
     Lion, LionBuilder, lion_step, lion_step_bf16, lion_step_f16, lion_step_f32, try_lion_step,
     try_lion_step_bf16, try_lion_step_f16, try_lion_step_f32,
+};
+pub use optim::many::{
+    Optimizer, StepReport, TensorStep, lamb_step, lamb_step_bf16, lamb_step_f16, lamb_step_f32,
+    try_lamb_step, try_lamb_step_bf16, try_lamb_step_f16, try_lamb_step_f32,
 };
 pub use optim::momentum::{
     Momentum, MomentumBuilder, MomentumForm, Sgd, momentum_step, momentum_step_bf16,

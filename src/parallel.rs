@@ -17,6 +17,10 @@ pub(crate) const ALIGN: usize = 64;
 /// Buffers that can be cut in two at an element index.
 pub(crate) trait Split: Sized + Send {
     fn len(&self) -> usize;
+    /// Cuts fall on multiples of this many elements (a multiple of [`ALIGN`]).
+    fn align(&self) -> usize {
+        ALIGN
+    }
     fn split_at(self, mid: usize) -> (Self, Self);
 }
 
@@ -26,20 +30,21 @@ pub(crate) fn for_each_chunk<B: Split>(buffers: B, threads: Threads, work: &(imp
     match threads {
         Threads::Parallel { min_len, min_chunk } => {
             let workers = rayon::current_num_threads();
-            if n < min_len.max(1) || workers <= 1 || n <= ALIGN {
+            let align = buffers.align();
+            if n < min_len.max(1) || workers <= 1 || n <= align {
                 return work(buffers);
             }
             // Several chunks per worker, so that work stealing evens out uneven cores.
             let per_task = n.div_ceil(workers * 4);
-            let chunk = round_up(per_task.max(min_chunk).max(1));
+            let chunk = round_up(per_task.max(min_chunk).max(1), align);
             split_recursively(buffers, chunk, work);
         }
         Threads::Sequential => work(buffers),
     }
 }
 
-fn round_up(n: usize) -> usize {
-    n.div_ceil(ALIGN) * ALIGN
+fn round_up(n: usize, align: usize) -> usize {
+    n.div_ceil(align) * align
 }
 
 fn split_recursively<B: Split>(buffers: B, chunk: usize, work: &(impl Fn(B) + Sync)) {
@@ -55,4 +60,34 @@ fn split_recursively<B: Split>(buffers: B, chunk: usize, work: &(impl Fn(B) + Sy
         || split_recursively(lo, chunk, work),
         || split_recursively(hi, chunk, work),
     );
+}
+
+/// Runs `work` on every item of `items` (the tensors of a multi-tensor call), cut into
+/// balanced chunks across all of them and spread over the current rayon pool as `threads`
+/// says: one parallel region for the whole call, however many tensors it has.
+pub(crate) fn for_each_chunk_many<B: Split>(
+    items: Vec<B>,
+    threads: Threads,
+    work: &(impl Fn(B) + Sync),
+) {
+    let total: usize = items.iter().map(Split::len).sum();
+    let workers = rayon::current_num_threads();
+    match threads {
+        Threads::Parallel { min_len, min_chunk } if total >= min_len.max(1) && workers > 1 => {
+            use rayon::prelude::*;
+            let per_task = total.div_ceil(workers * 4).max(min_chunk).max(1);
+            let mut chunks = Vec::with_capacity(items.len());
+            for mut item in items {
+                let chunk = round_up(per_task, item.align());
+                while item.len() > chunk {
+                    let (head, rest) = item.split_at(chunk);
+                    chunks.push(head);
+                    item = rest;
+                }
+                chunks.push(item);
+            }
+            chunks.into_par_iter().with_max_len(1).for_each(work);
+        }
+        _ => items.into_iter().for_each(work),
+    }
 }

@@ -7,8 +7,14 @@
 //! tail gets exactly the bits a full vector would give it, on every backend, and a result never
 //! depends on where a buffer (or a chunk of it) ends.
 
+// The state buffers are `N` parallel arrays (pointers, loaded vectors, stack tails): indexing
+// them together by `k` reads more plainly than zipped iterators.
+#![allow(clippy::needless_range_loop)]
+
 use crate::arch::{Kernel, Lanes};
 use crate::element::{DType, Element};
+use crate::reduce::{BLOCK, SumSquares, blocks};
+use crate::rounding::{StreamKey, lane_bits, onto_bf16_grid, onto_f16_grid};
 
 /// The widest vector of any backend, in `f32` lanes.
 pub(crate) const MAX_LANES: usize = 16;
@@ -49,10 +55,18 @@ pub(crate) unsafe fn store<S: Lanes, E: Element>(simd: S, dst: *mut E, values: S
 /// The per-element update of an optimizer, written once for every backend.
 ///
 /// `N` is the number of state buffers. The update receives the weights, the state and the
-/// gradient widened to `f32` lanes, and returns the new weights and state. Its scalar
-/// coefficients are fields of `self`, computed once per call by the optimizer's config, so
-/// that every backend (and every chunk) uses the same ones.
-pub(crate) trait Update<const N: usize>: Copy + Send + Sync {
+/// gradient widened to `f32` lanes, and returns the new weights and state, and `R` vectors
+/// whose squares the driver sums per block (see [`crate::reduce`]; LAMB's norms). Its scalar
+/// coefficients are fields of `self`, computed once per call by the optimizer's config, so that
+/// every backend (and every chunk) uses the same ones.
+pub(crate) trait Update<const N: usize, const R: usize>: Copy + Send + Sync {
+    /// Whether the driver stores the returned weights (LAMB's first pass only reads them).
+    const WRITES_WEIGHTS: bool = true;
+    /// Whether the driver stores the returned state (LAMB's second pass only reads it).
+    const WRITES_STATE: bool = true;
+    /// Whether the update uses the gradient (if not, it receives zeros and nothing is read).
+    const READS_GRADIENT: bool = true;
+
     /// Must be `#[inline(always)]`: it runs inside a backend's target-feature context.
     fn update<S: Lanes>(
         self,
@@ -60,25 +74,50 @@ pub(crate) trait Update<const N: usize>: Copy + Send + Sync {
         w: S::f32s,
         state: [S::f32s; N],
         g: S::f32s,
-    ) -> (S::f32s, [S::f32s; N]);
+    ) -> (S::f32s, [S::f32s; N], [S::f32s; R]);
 }
 
-/// The buffers of one elementwise step, all of the same length: the weights and `N` state
-/// buffers (read and written) and the gradient (read).
-pub(crate) struct Buffers<'a, W, T, G, const N: usize> {
+/// The buffers of one elementwise step (or a chunk of it), all of the same length: the weights
+/// and `N` state buffers (read and written), the gradient (read), an optional second copy of
+/// the new weights in another type (written: the model copy of f32 master weights), and `R`
+/// outputs of one sum of squares per [`BLOCK`] elements.
+pub(crate) struct Buffers<'a, W, T, G, C, const N: usize, const R: usize> {
     pub(crate) w: &'a mut [W],
     pub(crate) state: [&'a mut [T]; N],
     pub(crate) g: &'a [G],
+    pub(crate) copy: Option<&'a mut [C]>,
+    /// The global index of element 0, for stochastic rounding.
+    pub(crate) index: u64,
+    pub(crate) sums: [&'a mut [f64]; R],
 }
 
-impl<W: Element, T: Element, G: Element, const N: usize> crate::parallel::Split
-    for Buffers<'_, W, T, G, N>
+impl<'a, W, T, G, const N: usize> Buffers<'a, W, T, G, W, N, 0> {
+    /// Weights, state and gradient; no copy, index 0, no sums.
+    pub(crate) fn new(w: &'a mut [W], state: [&'a mut [T]; N], g: &'a [G]) -> Self {
+        Buffers {
+            w,
+            state,
+            g,
+            copy: None,
+            index: 0,
+            sums: [],
+        }
+    }
+}
+
+impl<W: Element, T: Element, G: Element, C: Element, const N: usize, const R: usize>
+    crate::parallel::Split for Buffers<'_, W, T, G, C, N, R>
 {
     fn len(&self) -> usize {
         self.w.len()
     }
 
+    fn align(&self) -> usize {
+        if R > 0 { BLOCK } else { crate::parallel::ALIGN }
+    }
+
     fn split_at(self, mid: usize) -> (Self, Self) {
+        debug_assert!(mid.is_multiple_of(self.align()));
         let (w_lo, w_hi) = self.w.split_at_mut(mid);
         let (g_lo, g_hi) = self.g.split_at(mid);
         let mut lo = self.state;
@@ -87,112 +126,289 @@ impl<W: Element, T: Element, G: Element, const N: usize> crate::parallel::Split
             lo[k] = s_lo;
             s_hi
         });
+        let (copy_lo, copy_hi) = match self.copy {
+            Some(c) => {
+                let (a, b) = c.split_at_mut(mid);
+                (Some(a), Some(b))
+            }
+            None => (None, None),
+        };
+        let mut sums_lo = self.sums;
+        let sums_hi = core::array::from_fn(|k| {
+            let (a, b) = core::mem::take(&mut sums_lo[k]).split_at_mut(mid / BLOCK);
+            sums_lo[k] = a;
+            b
+        });
         (
             Buffers {
                 w: w_lo,
                 state: lo,
                 g: g_lo,
+                copy: copy_lo,
+                index: self.index,
+                sums: sums_lo,
             },
             Buffers {
                 w: w_hi,
                 state: hi,
                 g: g_hi,
+                copy: copy_hi,
+                index: self.index + mid as u64,
+                sums: sums_hi,
             },
         )
     }
 }
 
 /// An [`Update`] applied to a set of [`Buffers`]: the kernel the backends run.
-pub(crate) struct Elementwise<'a, U, W, T, G, const N: usize> {
+pub(crate) struct Elementwise<'a, U, W, T, G, C, const N: usize, const R: usize> {
     pub(crate) update: U,
-    pub(crate) buffers: Buffers<'a, W, T, G, N>,
+    pub(crate) buffers: Buffers<'a, W, T, G, C, N, R>,
+    /// `Some`: store bf16/f16 weights (and the copy) with stochastic rounding.
+    pub(crate) rounding: Option<StreamKey>,
 }
 
-/// Applies `update` to the vector at `w`, `state`, `g`.
+impl<U, W, T, G, C, const N: usize, const R: usize> crate::parallel::Split
+    for Elementwise<'_, U, W, T, G, C, N, R>
+where
+    U: Copy + Send,
+    W: Element,
+    T: Element,
+    G: Element,
+    C: Element,
+{
+    fn len(&self) -> usize {
+        self.buffers.len()
+    }
+
+    fn align(&self) -> usize {
+        self.buffers.align()
+    }
+
+    fn split_at(self, mid: usize) -> (Self, Self) {
+        let (lo, hi) = self.buffers.split_at(mid);
+        let (update, rounding) = (self.update, self.rounding);
+        (
+            Elementwise {
+                update,
+                buffers: lo,
+                rounding,
+            },
+            Elementwise {
+                update,
+                buffers: hi,
+                rounding,
+            },
+        )
+    }
+}
+
+/// Stores weights, rounding stochastically onto a half-precision grid when asked.
 ///
 /// # Safety
-/// Every pointer must be valid for `S::F32_LANES` elements (reads, and writes for `w` and
-/// `state`), and the call must be reached from [`crate::arch::Isa::run`].
+/// As [`store`].
 #[inline(always)]
-unsafe fn apply_at<S: Lanes, U: Update<N>, W: Element, T: Element, G: Element, const N: usize>(
+unsafe fn store_weights<S: Lanes, E: Element>(
     simd: S,
-    update: U,
+    dst: *mut E,
+    values: S::f32s,
+    rounding: Option<StreamKey>,
+    index: u64,
+) {
+    let values = match (E::DTYPE, rounding) {
+        (DType::BF16, Some(key)) => onto_bf16_grid(simd, values, lane_bits(simd, key, index)),
+        (DType::F16, Some(key)) => onto_f16_grid(simd, values, lane_bits(simd, key, index)),
+        _ => values,
+    };
+    // SAFETY: forwarded from the caller.
+    unsafe { store(simd, dst, values) }
+}
+
+/// Pointers to one vector's worth of every buffer.
+struct At<W, T, G, C, const N: usize> {
     w: *mut W,
     state: [*mut T; N],
     g: *const G,
-) {
+    copy: *mut C,
+    index: u64,
+}
+
+/// Applies `update` to the vector at `at`, storing what the update writes; returns the
+/// vectors to reduce.
+///
+/// # Safety
+/// Every pointer must be valid for `S::F32_LANES` elements (reads, and writes for what is
+/// written; `copy` only when `has_copy`), and the call must be reached from
+/// [`crate::arch::Isa::run`].
+#[inline(always)]
+unsafe fn apply_at<S, U, W, T, G, C, const N: usize, const R: usize>(
+    simd: S,
+    update: U,
+    at: &At<W, T, G, C, N>,
+    has_copy: bool,
+    rounding: Option<StreamKey>,
+) -> [S::f32s; R]
+where
+    S: Lanes,
+    U: Update<N, R>,
+    W: Element,
+    T: Element,
+    G: Element,
+    C: Element,
+{
     // SAFETY: forwarded from the caller.
     unsafe {
         let mut s = [simd.splat_f32s(0.0); N];
         for k in 0..N {
-            s[k] = load(simd, state[k]);
+            s[k] = load(simd, at.state[k]);
         }
-        let (w_new, s_new) = update.update(simd, load(simd, w), s, load(simd, g));
-        store(simd, w, w_new);
-        for k in 0..N {
-            store(simd, state[k], s_new[k]);
+        let g = if U::READS_GRADIENT {
+            load(simd, at.g)
+        } else {
+            simd.splat_f32s(0.0)
+        };
+        let (w_new, s_new, reduced) = update.update(simd, load(simd, at.w), s, g);
+        if U::WRITES_WEIGHTS {
+            store_weights(simd, at.w, w_new, rounding, at.index);
+            if has_copy {
+                store_weights(simd, at.copy, w_new, rounding, at.index);
+            }
         }
+        if U::WRITES_STATE {
+            for k in 0..N {
+                store(simd, at.state[k], s_new[k]);
+            }
+        }
+        reduced
     }
 }
 
-impl<U: Update<N>, W: Element, T: Element, G: Element, const N: usize> Kernel
-    for Elementwise<'_, U, W, T, G, N>
+impl<U, W, T, G, C, const N: usize, const R: usize> Kernel for Elementwise<'_, U, W, T, G, C, N, R>
+where
+    U: Update<N, R>,
+    W: Element,
+    T: Element,
+    G: Element,
+    C: Element,
 {
     type Output = ();
 
     #[inline(always)]
     fn run<S: Lanes>(self, simd: S) {
-        const { assert!(S::F32_LANES <= MAX_LANES) };
+        const { assert!(S::F32_LANES <= MAX_LANES && BLOCK.is_multiple_of(S::F32_LANES)) };
         let lanes = S::F32_LANES;
-        let Buffers { w, state, g } = self.buffers;
+        let Buffers {
+            w,
+            state,
+            g,
+            copy,
+            index,
+            sums,
+        } = self.buffers;
         let n = w.len();
         // The public calls check lengths first (and report them); this guards the pointer
-        // arithmetic below against a caller that did not, at the cost of one comparison per chunk.
+        // arithmetic below against a caller that did not, at the cost of a few comparisons.
         assert!(
-            g.len() == n && state.iter().all(|s| s.len() == n),
+            g.len() == n
+                && state.iter().all(|s| s.len() == n)
+                && copy.as_ref().is_none_or(|c| c.len() == n)
+                && sums.iter().all(|s| s.len() == blocks(n)),
             "buffers of unequal length"
         );
+        let has_copy = copy.is_some();
+        let (update, rounding) = (self.update, self.rounding);
         let body = n - n % lanes;
 
-        let w_ptr = w.as_mut_ptr();
-        let g_ptr = g.as_ptr();
-        let mut s_ptr = [core::ptr::null_mut::<T>(); N];
+        let mut at = At {
+            w: w.as_mut_ptr(),
+            state: [core::ptr::null_mut::<T>(); N],
+            g: g.as_ptr(),
+            copy: copy.map_or(core::ptr::null_mut(), |c| c.as_mut_ptr()),
+            index,
+        };
         for k in 0..N {
-            s_ptr[k] = state[k].as_mut_ptr();
+            at.state[k] = state[k].as_mut_ptr();
         }
+        let mut acc = [SumSquares::default(); R];
 
         let mut i = 0;
         while i < body {
-            let mut s_at = s_ptr;
-            for p in &mut s_at {
-                // SAFETY: `i < body <= n`, inside every buffer.
-                *p = unsafe { p.add(i) };
+            // SAFETY: `i < body <= n`: every pointer stays inside its buffer (all of length
+            // `n`, checked above), and `i + lanes <= n`, so each vector access does too.
+            let reduced = unsafe {
+                let mut state_here = at.state;
+                for p in &mut state_here {
+                    *p = p.add(i);
+                }
+                let here = At {
+                    w: at.w.add(i),
+                    state: state_here,
+                    g: at.g.add(i),
+                    copy: if has_copy { at.copy.add(i) } else { at.copy },
+                    index: index + i as u64,
+                };
+                apply_at::<S, U, W, T, G, C, N, R>(simd, update, &here, has_copy, rounding)
+            };
+            for r in 0..R {
+                acc[r].add::<S>(reduced[r], i % BLOCK);
             }
-            // SAFETY: `i + lanes <= body <= n`, and every buffer has length `n` (checked by
-            // the caller), so each vector access stays inside its buffer.
-            unsafe { apply_at(simd, self.update, w_ptr.add(i), s_at, g_ptr.add(i)) };
             i += lanes;
+            if R > 0 && (i % BLOCK == 0 || i == n) {
+                for r in 0..R {
+                    sums[r][(i - 1) / BLOCK] = acc[r].total();
+                    acc[r] = SumSquares::default();
+                }
+            }
         }
 
         let rem = n - body;
         if rem > 0 {
+            // The tail goes through the same update, in zero-padded stack vectors; only the
+            // real elements are copied back (and reduced).
             let mut tw = [W::ZERO; MAX_LANES];
             let mut tg = [G::ZERO; MAX_LANES];
+            let mut tc = [C::ZERO; MAX_LANES];
             let mut ts = [[T::ZERO; MAX_LANES]; N];
-            tw[..rem].copy_from_slice(&w[body..]);
-            tg[..rem].copy_from_slice(&g[body..]);
-            for k in 0..N {
-                ts[k][..rem].copy_from_slice(&state[k][body..]);
+            // SAFETY: the tail `body..n` lies inside every buffer (length `n`).
+            unsafe {
+                core::ptr::copy_nonoverlapping(at.w.add(body), tw.as_mut_ptr(), rem);
+                core::ptr::copy_nonoverlapping(at.g.add(body), tg.as_mut_ptr(), rem);
+                for k in 0..N {
+                    core::ptr::copy_nonoverlapping(at.state[k].add(body), ts[k].as_mut_ptr(), rem);
+                }
             }
             let mut ts_ptr = [core::ptr::null_mut::<T>(); N];
             for k in 0..N {
                 ts_ptr[k] = ts[k].as_mut_ptr();
             }
+            let here = At {
+                w: tw.as_mut_ptr(),
+                state: ts_ptr,
+                g: tg.as_ptr(),
+                copy: tc.as_mut_ptr(),
+                index: index + body as u64,
+            };
             // SAFETY: the stack arrays hold MAX_LANES >= lanes elements each.
-            unsafe { apply_at(simd, self.update, tw.as_mut_ptr(), ts_ptr, tg.as_ptr()) };
-            w[body..].copy_from_slice(&tw[..rem]);
-            for k in 0..N {
-                state[k][body..].copy_from_slice(&ts[k][..rem]);
+            let reduced = unsafe {
+                apply_at::<S, U, W, T, G, C, N, R>(simd, update, &here, has_copy, rounding)
+            };
+            for r in 0..R {
+                acc[r].add_first::<S>(reduced[r], body % BLOCK, rem);
+                sums[r][body / BLOCK] = acc[r].total();
+            }
+            // SAFETY: as above; only the `rem` real elements are written back.
+            unsafe {
+                if U::WRITES_WEIGHTS {
+                    core::ptr::copy_nonoverlapping(tw.as_ptr(), at.w.add(body), rem);
+                    if has_copy {
+                        core::ptr::copy_nonoverlapping(tc.as_ptr(), at.copy.add(body), rem);
+                    }
+                }
+                if U::WRITES_STATE {
+                    for k in 0..N {
+                        core::ptr::copy_nonoverlapping(ts[k].as_ptr(), at.state[k].add(body), rem);
+                    }
+                }
             }
         }
     }
@@ -252,5 +468,87 @@ impl<A: Element, B: Element> Kernel for Convert<'_, A, B> {
             unsafe { store(simd, tb.as_mut_ptr(), load(simd, ta.as_ptr())) };
             self.dst[body..].copy_from_slice(&tb[..rem]);
         }
+    }
+}
+
+/// The sum of squares of each [`BLOCK`] of a buffer (see [`crate::reduce`]): the gradient
+/// norm's pass.
+pub(crate) struct SquareSums<'a, G> {
+    pub(crate) g: &'a [G],
+    pub(crate) sums: &'a mut [f64],
+}
+
+impl<G: Element> crate::parallel::Split for SquareSums<'_, G> {
+    fn len(&self) -> usize {
+        self.g.len()
+    }
+
+    fn align(&self) -> usize {
+        BLOCK
+    }
+
+    fn split_at(self, mid: usize) -> (Self, Self) {
+        let (g_lo, g_hi) = self.g.split_at(mid);
+        let (s_lo, s_hi) = self.sums.split_at_mut(mid / BLOCK);
+        (
+            SquareSums {
+                g: g_lo,
+                sums: s_lo,
+            },
+            SquareSums {
+                g: g_hi,
+                sums: s_hi,
+            },
+        )
+    }
+}
+
+impl<G: Element> Kernel for SquareSums<'_, G> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run<S: Lanes>(self, simd: S) {
+        const { assert!(S::F32_LANES <= MAX_LANES && BLOCK.is_multiple_of(S::F32_LANES)) };
+        let lanes = S::F32_LANES;
+        let n = self.g.len();
+        assert_eq!(self.sums.len(), blocks(n), "one sum per block");
+        let body = n - n % lanes;
+        let g = self.g.as_ptr();
+        let mut acc = SumSquares::default();
+        let mut i = 0;
+        while i < body {
+            // SAFETY: `i + lanes <= n`, the length of the buffer.
+            acc.add::<S>(unsafe { load(simd, g.add(i)) }, i % BLOCK);
+            i += lanes;
+            if i % BLOCK == 0 || i == n {
+                self.sums[(i - 1) / BLOCK] = acc.total();
+                acc = SumSquares::default();
+            }
+        }
+        let rem = n - body;
+        if rem > 0 {
+            let mut tail = [G::ZERO; MAX_LANES];
+            tail[..rem].copy_from_slice(&self.g[body..]);
+            // SAFETY: the stack array holds MAX_LANES >= lanes elements.
+            acc.add_first::<S>(unsafe { load(simd, tail.as_ptr()) }, body % BLOCK, rem);
+            self.sums[body / BLOCK] = acc.total();
+        }
+    }
+}
+
+/// `values` rounded to `E` and widened back: what a store followed by a load gives.
+///
+/// # Safety
+/// Must be reached from [`crate::arch::Isa::run`].
+#[inline(always)]
+pub(crate) unsafe fn round_trip<S: Lanes, E: Element>(simd: S, values: S::f32s) -> S::f32s {
+    if E::DTYPE == DType::F32 {
+        return values;
+    }
+    let mut buffer = [E::ZERO; MAX_LANES];
+    // SAFETY: the stack array holds MAX_LANES >= lanes elements.
+    unsafe {
+        store(simd, buffer.as_mut_ptr(), values);
+        load(simd, buffer.as_ptr())
     }
 }

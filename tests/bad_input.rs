@@ -75,7 +75,7 @@ fn length_mismatches_name_the_buffers_and_lengths() {
             &[],
             &buffers(7, 3),
             &["sgd_step", "gradient", "7", "100"],
-            |w, _, g| exec.sgd_step(w, g, &Sgd::new(0.1).unwrap()),
+            |w, _, g| exec.sgd_step(w, g, &Sgd::new(0.1).unwrap(), 1),
         );
     }
     refused(
@@ -282,7 +282,7 @@ fn generic_sgd_refuses_mismatch_for_mixed_types() {
     let w: Vec<bf16> = buffers(20, 1).iter().map(|x| bf16::from_f32(*x)).collect();
     let g = buffers(21, 2);
     let mut w2 = w.clone();
-    assert!(try_sgd_step(&mut w2, &g, &Sgd::new(0.1).unwrap()).is_err());
+    assert!(try_sgd_step(&mut w2, &g, &Sgd::new(0.1).unwrap(), 1).is_err());
     assert!(w2.iter().zip(&w).all(|(a, b)| a.to_bits() == b.to_bits()));
 }
 
@@ -385,7 +385,7 @@ fn rmsprop_refusals_write_nothing() {
         } else {
             None
         };
-        exec.rmsprop_step(w, sq, ga, buf, g, config)
+        exec.rmsprop_step(w, sq, ga, buf, g, config, 1)
     };
     refused_all(&set(&[30, 30, 30]), &["grad_avg", "needs"], |b| {
         call(b, &centered, false, false)
@@ -437,7 +437,7 @@ fn adagrad_and_lion_refusals_write_nothing() {
         ada(b, 2)
     });
     let li = |b: &mut [Vec<f32>]| match b {
-        [w, m, g] => exec.lion_step(w, m, g, &lion),
+        [w, m, g] => exec.lion_step(w, m, g, &lion, 1),
         _ => unreachable!(),
     };
     refused_all(&set(&[25, 25, 26]), &["lion_step", "gradient", "26"], li);

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use common::{backends, sequential};
 use optkern::{
-    Adagrad, Adam, Backend, DType, Element, EpsilonPlacement, Executor, Lion, Momentum,
+    Adagrad, Adam, Backend, DType, Element, EpsilonPlacement, Executor, Lamb, Lion, Momentum,
     MomentumForm, Rmsprop, Sgd, WeightDecay, bf16, f16,
 };
 use serde_json::Value;
@@ -286,7 +286,7 @@ fn runner<E: Element>(case: &Case) -> Result<Option<Runner<E>>, String> {
                 }
                 let config = built(Sgd::new(lr).and_then(|s| s.with_weight_decay(weight_decay)))?
                     .with_maximize(maximize);
-                Runner::new(n, &[], move |x, _, w, _, g| x.sgd_step(w, g, &config))
+                Runner::new(n, &[], move |x, t, w, _, g| x.sgd_step(w, g, &config, t))
             } else {
                 let config = built(
                     Momentum::heavy_ball(lr, momentum)
@@ -311,7 +311,7 @@ fn runner<E: Element>(case: &Case) -> Result<Option<Runner<E>>, String> {
             if momentum == 0.0 {
                 // Keras keeps no velocity then, and its Nesterov term vanishes.
                 let config = built(Sgd::new(lr).and_then(|s| s.with_weight_decay(weight_decay)))?;
-                Runner::new(n, &[], move |x, _, w, _, g| x.sgd_step(w, g, &config))
+                Runner::new(n, &[], move |x, t, w, _, g| x.sgd_step(w, g, &config, t))
             } else {
                 let config = built(
                     Momentum::lr_in_velocity(lr, momentum)
@@ -413,7 +413,7 @@ fn runner<E: Element>(case: &Case) -> Result<Option<Runner<E>>, String> {
                 names.push(buffer);
             }
             let centered = config.centered();
-            Runner::new(n, &names, move |x, _, w, s, g| {
+            Runner::new(n, &names, move |x, t, w, s, g| {
                 let (sq, rest) = s.split_first_mut().unwrap();
                 let (ga, buf) = if centered {
                     let (ga, rest) = rest.split_first_mut().unwrap();
@@ -421,7 +421,7 @@ fn runner<E: Element>(case: &Case) -> Result<Option<Runner<E>>, String> {
                 } else {
                     (None, rest.first_mut().map(|b| &mut b[..]))
                 };
-                x.rmsprop_step(w, sq, ga, buf, g, &config)
+                x.rmsprop_step(w, sq, ga, buf, g, &config, t)
             })
         }
         "adagrad" => {
@@ -453,8 +453,46 @@ fn runner<E: Element>(case: &Case) -> Result<Option<Runner<E>>, String> {
                 return Err("lion-pytorch's decoupled_weight_decay=True is not modelled".into());
             }
             h.ignore(&["use_triton"]);
-            Runner::new(n, &["exp_avg"], move |x, _, w, s, g| {
-                x.lion_step(w, &mut s[0], g, &config)
+            Runner::new(n, &["exp_avg"], move |x, t, w, s, g| {
+                x.lion_step(w, &mut s[0], g, &config, t)
+            })
+        }
+        "lamb" => {
+            // timm.optim.Lamb(lr=1e-3, bias_correction=True, betas=(0.9, 0.999), eps=1e-6,
+            // weight_decay=0.01, grad_averaging=True, max_grad_norm=1.0, trust_clip=False,
+            // always_adapt=False, caution=False, decoupled_decay=False).
+            let (b1, b2) = h.pair("betas", (0.9, 0.999))?;
+            let wd = h.num("weight_decay", Some(0.01))?;
+            let mut builder = if h.bool("decoupled_decay", false)? {
+                Lamb::builder(h.num("lr", Some(1e-3))?).decoupled_weight_decay(wd)
+            } else {
+                Lamb::builder(h.num("lr", Some(1e-3))?).weight_decay(wd)
+            };
+            // max_grad_norm: absent means timm's default 1.0, null turns clipping off.
+            h.ignore(&["max_grad_norm"]);
+            let max_grad_norm = match h.map.get("max_grad_norm") {
+                None => Some(1.0),
+                Some(Value::Null) => None,
+                Some(v) => Some(
+                    v.as_f64()
+                        .ok_or(format!("max_grad_norm = {v} is not a number"))?,
+                ),
+            };
+            builder = builder
+                .betas(b1, b2)
+                .eps(h.num("eps", Some(1e-6))?)
+                .bias_correction(h.bool("bias_correction", true)?)
+                .grad_averaging(h.bool("grad_averaging", true)?)
+                .max_grad_norm(max_grad_norm)
+                .trust_clip(h.bool("trust_clip", false)?)
+                .always_adapt(h.bool("always_adapt", false)?);
+            h.only_defaults(&[("caution", Value::Bool(false))])?;
+            let config = built(builder.build())?;
+            Runner::new(n, &["exp_avg", "exp_avg_sq"], move |x, t, w, s, g| {
+                let [m, v] = s else {
+                    unreachable!("two state buffers")
+                };
+                x.lamb_step(w, m, v, g, &config, t)
             })
         }
         name if KNOWN.contains(&name) => return Ok(None),

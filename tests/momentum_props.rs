@@ -176,12 +176,12 @@ fn sgd_matches_oracle<W: Element, G: Element>(case: &Case) -> Result<(), TestCas
     let (w0, _, g) = case.buffers::<W, f32, G>();
     let mut w_ref = w0.copy();
     sequential(Backend::Scalar)
-        .sgd_step(w_ref.slice_mut(), g.slice(), &config)
+        .sgd_step(w_ref.slice_mut(), g.slice(), &config, 1)
         .unwrap();
     for backend in backends() {
         for (name, pool) in pools() {
             let mut w = w0.copy();
-            pool.install(|| split_finely(backend).sgd_step(w.slice_mut(), g.slice(), &config))
+            pool.install(|| split_finely(backend).sgd_step(w.slice_mut(), g.slice(), &config, 1))
                 .unwrap();
             let how = format!("split, {name}; w {}, g {}", W::DTYPE, G::DTYPE);
             same_bits("weights", w.slice(), w_ref.slice()).map_err(|e| fail(backend, &how, e))?;
@@ -229,7 +229,7 @@ fn fixed_type_calls_match_config_calls() {
             let mut w_ref = w0.copy();
             let plain = Sgd::new(0.01).unwrap();
             sequential(Backend::Scalar)
-                .sgd_step(w_ref.slice_mut(), g.slice(), &plain)
+                .sgd_step(w_ref.slice_mut(), g.slice(), &plain, 1)
                 .unwrap();
             let mut w = w0.copy();
             sgd(w.slice_mut(), g.slice(), 0.01);

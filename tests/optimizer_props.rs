@@ -183,7 +183,7 @@ fn rmsprop_matches<W: Element, T: Element, G: Element>(
         let sq = s.next().unwrap();
         let ga = if centered { s.next() } else { None };
         let buf = s.next();
-        exec.rmsprop_step(w, sq, ga, buf, g, config)
+        exec.rmsprop_step(w, sq, ga, buf, g, config, 1)
     })
 }
 
@@ -235,7 +235,7 @@ fn lion_matches<W: Element, T: Element, G: Element>(
     let bufs = layout.bufs::<W, T, G>(&[false]);
     matches_oracle("lion", &bufs, |exec, b| {
         let (w, mut s, g) = b.parts();
-        exec.lion_step(w, s[0], g, config)
+        exec.lion_step(w, s[0], g, config, 1)
     })
 }
 

@@ -211,6 +211,7 @@ fn rmsprop_within<W: Element, T: Element, G: Element>(
             has_momentum.then(|| buf.slice_mut()),
             g.slice(),
             config,
+            1,
         )
         .unwrap();
 
@@ -407,7 +408,7 @@ fn lion_within<W: Element, T: Element, G: Element>(
     let g = Misaligned::<G>::new(N, 3, || value::<G>(&mut rng));
     let (mut w, mut m) = (w0.copy(), m0.copy());
     sequential(Backend::best())
-        .lion_step(w.slice_mut(), m.slice_mut(), g.slice(), config)
+        .lion_step(w.slice_mut(), m.slice_mut(), g.slice(), config, 1)
         .unwrap();
     let (b1, b2) = (config.betas().0, config.betas().1);
     let lr = config.lr();
@@ -512,7 +513,7 @@ fn lion_sign_is_right_for_every_magnitude() {
                 let g = vec![sign * x; 37];
                 let (mut w, mut m) = (vec![2.0f32; 37], vec![0.0f32; 37]);
                 sequential(backend)
-                    .lion_step(&mut w, &mut m, &g, &config)
+                    .lion_step(&mut w, &mut m, &g, &config, 1)
                     .unwrap();
                 assert!(
                     w.iter().all(|&wi| wi == 2.0 - 0.5 * sign),
@@ -524,7 +525,7 @@ fn lion_sign_is_right_for_every_magnitude() {
         for zero in [0.0f32, -0.0] {
             let (mut w, mut m) = (vec![2.0f32; 37], vec![0.0f32; 37]);
             sequential(backend)
-                .lion_step(&mut w, &mut m, &[zero; 37], &config)
+                .lion_step(&mut w, &mut m, &[zero; 37], &config, 1)
                 .unwrap();
             assert!(w.iter().all(|&wi| wi == 2.0), "{backend}: g = {zero:?}");
         }

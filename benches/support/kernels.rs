@@ -103,7 +103,7 @@ impl Kernel<1> for RmspropKernel {
         [sq]: &mut [Vec<T>; 1],
         g: &[G],
     ) {
-        exec.rmsprop_step(w, sq, None, None, g, &self.0).unwrap();
+        exec.rmsprop_step(w, sq, None, None, g, &self.0, 1).unwrap();
     }
     fn plain<W: Element, T: Element, G: Element>(
         &self,
@@ -160,7 +160,7 @@ impl Kernel<1> for LionKernel {
         [m]: &mut [Vec<T>; 1],
         g: &[G],
     ) {
-        exec.lion_step(w, m, g, &self.0).unwrap();
+        exec.lion_step(w, m, g, &self.0, 1).unwrap();
     }
     fn plain<W: Element, T: Element, G: Element>(
         &self,

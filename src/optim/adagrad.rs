@@ -105,10 +105,10 @@ impl Adagrad {
     }
 
     /// The coefficients of step `step` (from 1), computed once per call.
-    fn update(&self, step: u64) -> AdagradUpdate {
+    pub(crate) fn update(&self, step: u64, scale: f64) -> AdagradUpdate {
         let decayed = self.lr / (1.0 + (step - 1) as f64 * self.lr_decay);
         AdagradUpdate {
-            input: GradientIn::new(self.maximize, self.weight_decay, self.lr),
+            input: GradientIn::new(self.maximize, self.weight_decay, self.lr, scale),
             clr: decayed as f32,
             eps: self.eps as f32,
             first: step == 1,
@@ -156,7 +156,7 @@ impl AdagradBuilder {
 
 /// The coefficients of one Adagrad step.
 #[derive(Clone, Copy, Debug)]
-struct AdagradUpdate {
+pub(crate) struct AdagradUpdate {
     input: GradientIn,
     clr: f32,
     eps: f32,
@@ -164,7 +164,7 @@ struct AdagradUpdate {
     initial: f32,
 }
 
-impl Update<1> for AdagradUpdate {
+impl Update<1, 0> for AdagradUpdate {
     #[inline(always)]
     fn update<S: Lanes>(
         self,
@@ -172,7 +172,7 @@ impl Update<1> for AdagradUpdate {
         w: S::f32s,
         [sum]: [S::f32s; 1],
         g: S::f32s,
-    ) -> (S::f32s, [S::f32s; 1]) {
+    ) -> (S::f32s, [S::f32s; 1], [S::f32s; 0]) {
         let g = self.input.gradient(simd, g, w);
         let w = self.input.decayed(simd, w);
         let sum = if self.first {
@@ -183,7 +183,7 @@ impl Update<1> for AdagradUpdate {
         let sum = simd.mul_add_f32s(g, g, sum);
         let std = simd.add_f32s(simd.sqrt_f32s(sum), simd.splat_f32s(self.eps));
         let w = simd.mul_add_f32s(simd.splat_f32s(-self.clr), simd.div_f32s(g, std), w);
-        (w, [sum])
+        (w, [sum], [])
     }
 }
 
@@ -206,7 +206,8 @@ impl Executor {
         }
         same_len(CALL, "sum", sum.len(), w.len())?;
         same_len(CALL, "gradient", g.len(), w.len())?;
-        self.run_elementwise(config.update(step), Buffers { w, state: [sum], g });
+        let update = config.update(step, self.gradient_multiplier());
+        self.run_elementwise(update, Buffers::new(w, [sum], g), step);
         Ok(())
     }
 }

@@ -157,7 +157,7 @@ impl Adam {
     }
 
     /// The coefficients of step `step` (from 1), computed once per call in `f64`.
-    fn update(&self, step: u64) -> AdamUpdate {
+    pub(crate) fn update(&self, step: u64, scale: f64) -> AdamUpdate {
         let (bc1, bc2) = if self.bias_correction {
             let bc = |beta: f64| 1.0 - pow_u64(beta, step);
             (bc(self.beta1), bc(self.beta2))
@@ -170,7 +170,7 @@ impl Adam {
             EpsilonPlacement::Hat => (lr * bc2.sqrt() / bc1, 1.0),
         };
         AdamUpdate {
-            input: GradientIn::new(self.maximize, self.weight_decay, self.lr),
+            input: GradientIn::new(self.maximize, self.weight_decay, self.lr, scale),
             lerp: Lerp::new(1.0 - self.beta1),
             beta2: self.beta2 as f32,
             one_minus_beta2: (1.0 - self.beta2) as f32,
@@ -231,7 +231,7 @@ impl AdamBuilder {
 
 /// The coefficients of one Adam step.
 #[derive(Clone, Copy, Debug)]
-struct AdamUpdate {
+pub(crate) struct AdamUpdate {
     input: GradientIn,
     lerp: Lerp,
     beta2: f32,
@@ -275,7 +275,7 @@ impl AdamUpdate {
     }
 }
 
-impl Update<2> for AdamUpdate {
+impl Update<2, 0> for AdamUpdate {
     #[inline(always)]
     fn update<S: Lanes>(
         self,
@@ -283,14 +283,14 @@ impl Update<2> for AdamUpdate {
         w: S::f32s,
         [m, v]: [S::f32s; 2],
         g: S::f32s,
-    ) -> (S::f32s, [S::f32s; 2]) {
+    ) -> (S::f32s, [S::f32s; 2], [S::f32s; 0]) {
         let (w, m, v) = self.moments(simd, w, m, v, g);
-        (self.apply(simd, w, m, v), [m, v])
+        (self.apply(simd, w, m, v), [m, v], [])
     }
 }
 
 /// AMSGrad: the third buffer keeps the largest `v` seen (a NaN in `v` propagates).
-impl Update<3> for AdamUpdate {
+impl Update<3, 0> for AdamUpdate {
     #[inline(always)]
     fn update<S: Lanes>(
         self,
@@ -298,10 +298,10 @@ impl Update<3> for AdamUpdate {
         w: S::f32s,
         [m, v, v_max]: [S::f32s; 3],
         g: S::f32s,
-    ) -> (S::f32s, [S::f32s; 3]) {
+    ) -> (S::f32s, [S::f32s; 3], [S::f32s; 0]) {
         let (w, m, v) = self.moments(simd, w, m, v, g);
         let v_max = max_nan(simd, v_max, v);
-        (self.apply(simd, w, m, v_max), [m, v, v_max])
+        (self.apply(simd, w, m, v_max), [m, v, v_max], [])
     }
 }
 
@@ -335,12 +335,9 @@ impl Executor {
         same_len(CALL, "v", v.len(), w.len())?;
         same_len(CALL, "gradient", g.len(), w.len())?;
         self.run_elementwise(
-            config.update(step),
-            Buffers {
-                w,
-                state: [m, v],
-                g,
-            },
+            config.update(step, self.gradient_multiplier()),
+            Buffers::new(w, [m, v], g),
+            step,
         );
         Ok(())
     }
@@ -374,12 +371,9 @@ impl Executor {
         same_len(CALL, "v_max", v_max.len(), w.len())?;
         same_len(CALL, "gradient", g.len(), w.len())?;
         self.run_elementwise(
-            config.update(step),
-            Buffers {
-                w,
-                state: [m, v, v_max],
-                g,
-            },
+            config.update(step, self.gradient_multiplier()),
+            Buffers::new(w, [m, v, v_max], g),
+            step,
         );
         Ok(())
     }

@@ -91,9 +91,9 @@ impl Lion {
         self.weight_decay.validate()
     }
 
-    fn update(&self) -> LionUpdate {
+    pub(crate) fn update(&self, scale: f64) -> LionUpdate {
         LionUpdate {
-            input: GradientIn::new(self.maximize, self.weight_decay, self.lr),
+            input: GradientIn::new(self.maximize, self.weight_decay, self.lr, scale),
             lr: self.lr as f32,
             beta1: self.beta1 as f32,
             one_minus_beta1: (1.0 - self.beta1) as f32,
@@ -137,7 +137,7 @@ impl LionBuilder {
 
 /// The coefficients of one Lion step.
 #[derive(Clone, Copy, Debug)]
-struct LionUpdate {
+pub(crate) struct LionUpdate {
     input: GradientIn,
     lr: f32,
     beta1: f32,
@@ -146,7 +146,7 @@ struct LionUpdate {
     one_minus_beta2: f32,
 }
 
-impl Update<1> for LionUpdate {
+impl Update<1, 0> for LionUpdate {
     #[inline(always)]
     fn update<S: Lanes>(
         self,
@@ -154,7 +154,7 @@ impl Update<1> for LionUpdate {
         w: S::f32s,
         [m]: [S::f32s; 1],
         g: S::f32s,
-    ) -> (S::f32s, [S::f32s; 1]) {
+    ) -> (S::f32s, [S::f32s; 1], [S::f32s; 0]) {
         let g = self.input.gradient(simd, g, w);
         let w = self.input.decayed(simd, w);
         let c = simd.mul_add_f32s(
@@ -168,32 +168,38 @@ impl Update<1> for LionUpdate {
             g,
             simd.mul_f32s(simd.splat_f32s(self.beta2), m),
         );
-        (w, [m])
+        (w, [m], [])
     }
 }
 
 impl Executor {
-    /// One Lion step on weights `w`, momentum `m` and gradient `g`, of any element types.
+    /// One Lion step on weights `w`, momentum `m` and gradient `g`, of any element types;
+    /// `step` counts from 1 (it keys stochastic rounding).
     ///
-    /// Fails, writing nothing, if a length differs.
+    /// Fails, writing nothing, if a length differs or `step` is 0.
     pub fn lion_step<W: Element, T: Element, G: Element>(
         &self,
         w: &mut [W],
         m: &mut [T],
         g: &[G],
         config: &Lion,
+        step: u64,
     ) -> Result<(), Error> {
         const CALL: &str = "lion_step";
+        if step == 0 {
+            return Err(Error::InvalidStep);
+        }
         same_len(CALL, "m", m.len(), w.len())?;
         same_len(CALL, "gradient", g.len(), w.len())?;
-        self.run_elementwise(config.update(), Buffers { w, state: [m], g });
+        let update = config.update(self.gradient_multiplier());
+        self.run_elementwise(update, Buffers::new(w, [m], g), step);
         Ok(())
     }
 }
 
 optimizer_calls! {
     /// One Lion step, for any mix of element types; see [`Executor::lion_step`].
-    fn lion_step / try_lion_step(w: weights, m: state, g: gradient; config: &Lion);
+    fn lion_step / try_lion_step(w: weights, m: state, g: gradient; config: &Lion, step: u64);
     f32 => lion_step_f32 / try_lion_step_f32,
     f16 => lion_step_f16 / try_lion_step_f16,
     bf16 => lion_step_bf16 / try_lion_step_bf16,

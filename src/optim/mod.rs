@@ -13,7 +13,9 @@ use crate::error::non_negative;
 
 pub mod adagrad;
 pub mod adam;
+pub mod lamb;
 pub mod lion;
+pub mod many;
 pub mod momentum;
 pub mod rmsprop;
 
@@ -61,7 +63,7 @@ impl WeightDecay {
 /// once per call.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct GradientIn {
-    /// `-1` to maximize, else `1`.
+    /// The gradient multiplier: the executor's scale, negated to maximize.
     pub(crate) sign: f32,
     /// The L2 coefficient; 0 for none.
     pub(crate) l2: f32,
@@ -70,15 +72,22 @@ pub(crate) struct GradientIn {
 }
 
 impl GradientIn {
-    pub(crate) fn new(maximize: bool, weight_decay: WeightDecay, lr: f64) -> GradientIn {
+    /// `scale` multiplies every gradient value as it is read (the executor's gradient
+    /// multiplier); it is rounded once to `f32`, with the sign of `maximize` folded in.
+    pub(crate) fn new(
+        maximize: bool,
+        weight_decay: WeightDecay,
+        lr: f64,
+        scale: f64,
+    ) -> GradientIn {
         GradientIn {
-            sign: if maximize { -1.0 } else { 1.0 },
+            sign: (if maximize { -scale } else { scale }) as f32,
             l2: weight_decay.l2(),
             decay: weight_decay.decay_factor(lr),
         }
     }
 
-    /// The gradient as the update uses it: `sign * g + l2 * w` (the L2 term with the weights
+    /// The gradient as the update uses it: `scale * g + l2 * w` (the L2 term with the weights
     /// before any decay). The L2 term is skipped when its coefficient is 0, so that the
     /// result is exactly `g` (and an infinite weight does not turn it into NaN).
     #[inline(always)]

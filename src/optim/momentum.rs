@@ -169,14 +169,14 @@ impl Momentum {
 
     /// The coefficients of one step, computed once per call (in `f64` where they are not
     /// exact, rounded once to `f32`). `first` applies PyTorch's first-step rule.
-    fn update(&self, first: bool) -> MomentumUpdate {
+    pub(crate) fn update(&self, first: bool, scale: f64) -> MomentumUpdate {
         let (c, a) = match self.form {
             MomentumForm::HeavyBall => ((1.0 - self.dampening) as f32, self.lr as f32),
             MomentumForm::LrInVelocity => (self.lr as f32, 1.0),
             MomentumForm::MovingAverage => ((1.0 - self.momentum) as f32, self.lr as f32),
         };
         MomentumUpdate {
-            input: GradientIn::new(self.maximize, self.weight_decay, self.lr),
+            input: GradientIn::new(self.maximize, self.weight_decay, self.lr, scale),
             mu: self.momentum as f32,
             c,
             a,
@@ -221,7 +221,7 @@ impl MomentumBuilder {
 
 /// The coefficients of one momentum step.
 #[derive(Clone, Copy, Debug)]
-struct MomentumUpdate {
+pub(crate) struct MomentumUpdate {
     input: GradientIn,
     mu: f32,
     c: f32,
@@ -230,7 +230,7 @@ struct MomentumUpdate {
     nesterov: bool,
 }
 
-impl Update<1> for MomentumUpdate {
+impl Update<1, 0> for MomentumUpdate {
     #[inline(always)]
     fn update<S: Lanes>(
         self,
@@ -238,7 +238,7 @@ impl Update<1> for MomentumUpdate {
         w: S::f32s,
         [v]: [S::f32s; 1],
         g: S::f32s,
-    ) -> (S::f32s, [S::f32s; 1]) {
+    ) -> (S::f32s, [S::f32s; 1], [S::f32s; 0]) {
         let g = self.input.gradient(simd, g, w);
         let w = self.input.decayed(simd, w);
         let (mu, c) = (simd.splat_f32s(self.mu), simd.splat_f32s(self.c));
@@ -255,7 +255,7 @@ impl Update<1> for MomentumUpdate {
             v
         };
         let w = simd.mul_add_f32s(simd.splat_f32s(-self.a), d, w);
-        (w, [v])
+        (w, [v], [])
     }
 }
 
@@ -309,9 +309,9 @@ impl Sgd {
         self.maximize
     }
 
-    fn update(&self) -> SgdUpdate {
+    pub(crate) fn update(&self, scale: f64) -> SgdUpdate {
         SgdUpdate {
-            input: GradientIn::new(self.maximize, self.weight_decay, self.lr),
+            input: GradientIn::new(self.maximize, self.weight_decay, self.lr, scale),
             lr: self.lr as f32,
         }
     }
@@ -319,12 +319,12 @@ impl Sgd {
 
 /// The coefficients of one plain SGD step.
 #[derive(Clone, Copy, Debug)]
-struct SgdUpdate {
+pub(crate) struct SgdUpdate {
     input: GradientIn,
     lr: f32,
 }
 
-impl Update<0> for SgdUpdate {
+impl Update<0, 0> for SgdUpdate {
     #[inline(always)]
     fn update<S: Lanes>(
         self,
@@ -332,10 +332,14 @@ impl Update<0> for SgdUpdate {
         w: S::f32s,
         state: [S::f32s; 0],
         g: S::f32s,
-    ) -> (S::f32s, [S::f32s; 0]) {
+    ) -> (S::f32s, [S::f32s; 0], [S::f32s; 0]) {
         let g = self.input.gradient(simd, g, w);
         let w = self.input.decayed(simd, w);
-        (simd.mul_add_f32s(simd.splat_f32s(-self.lr), g, w), state)
+        (
+            simd.mul_add_f32s(simd.splat_f32s(-self.lr), g, w),
+            state,
+            [],
+        )
     }
 }
 
@@ -356,7 +360,8 @@ impl Executor {
         if step == 0 {
             return Err(Error::InvalidStep);
         }
-        self.momentum_with(config.update(step == 1), "momentum_step", w, v, g)
+        let update = config.update(step == 1, self.gradient_multiplier());
+        self.momentum_with(update, "momentum_step", w, v, g, step)
     }
 
     fn momentum_with<W: Element, T: Element, G: Element>(
@@ -366,22 +371,34 @@ impl Executor {
         w: &mut [W],
         v: &mut [T],
         g: &[G],
+        step: u64,
     ) -> Result<(), Error> {
         same_len(call, "velocity", v.len(), w.len())?;
         same_len(call, "gradient", g.len(), w.len())?;
-        self.run_elementwise(update, Buffers { w, state: [v], g });
+        self.run_elementwise(update, Buffers::new(w, [v], g), step);
         Ok(())
     }
 
-    /// One step of plain SGD on weights `w` and gradient `g`, of any element types.
-    /// Fails, writing nothing, if the lengths differ.
+    /// One step of plain SGD on weights `w` and gradient `g`, of any element types; `step`
+    /// counts from 1 (it keys stochastic rounding).
+    /// Fails, writing nothing, if the lengths differ or `step` is 0.
     pub fn sgd_step<W: Element, G: Element>(
         &self,
         w: &mut [W],
         g: &[G],
         config: &Sgd,
+        step: u64,
     ) -> Result<(), Error> {
-        self.sgd_with(config.update(), "sgd_step", w, g)
+        if step == 0 {
+            return Err(Error::InvalidStep);
+        }
+        self.sgd_with(
+            config.update(self.gradient_multiplier()),
+            "sgd_step",
+            w,
+            g,
+            step,
+        )
     }
 
     fn sgd_with<W: Element, G: Element>(
@@ -390,10 +407,11 @@ impl Executor {
         call: &'static str,
         w: &mut [W],
         g: &[G],
+        step: u64,
     ) -> Result<(), Error> {
         same_len(call, "gradient", g.len(), w.len())?;
         // Plain SGD keeps no state; the state type is irrelevant.
-        self.run_elementwise(update, Buffers::<W, f32, G, 0> { w, state: [], g });
+        self.run_elementwise(update, Buffers::<W, f32, G, W, 0, 0>::new(w, [], g), step);
         Ok(())
     }
 }
@@ -447,8 +465,9 @@ pub fn try_sgd_step<W: Element, G: Element>(
     w: &mut [W],
     g: &[G],
     config: &Sgd,
+    step: u64,
 ) -> Result<(), Error> {
-    Executor::new()?.sgd_step(w, g, config)
+    Executor::new()?.sgd_step(w, g, config, step)
 }
 
 /// One step of plain SGD with the default [`Executor`], for any mix of element types.
@@ -456,8 +475,8 @@ pub fn try_sgd_step<W: Element, G: Element>(
 /// # Panics
 /// If the lengths differ or `OPTKERN_BACKEND` is invalid; nothing is written then.
 /// [`try_sgd_step`] returns the error instead.
-pub fn sgd_step<W: Element, G: Element>(w: &mut [W], g: &[G], config: &Sgd) {
-    if let Err(e) = default_executor().sgd_step(w, g, config) {
+pub fn sgd_step<W: Element, G: Element>(w: &mut [W], g: &[G], config: &Sgd, step: u64) {
+    if let Err(e) = default_executor().sgd_step(w, g, config, step) {
         panic!("optkern::{e}");
     }
 }
@@ -489,8 +508,9 @@ macro_rules! fixed_type_calls {
             lr: f32,
             mu: f32,
         ) -> Result<(), Error> {
-            let update = Momentum::heavy_ball(lr.into(), mu.into()).build()?.update(false);
-            Executor::new()?.momentum_with(update, stringify!($momentum), w, v, g)
+            let exec = Executor::new()?;
+            let update = Momentum::heavy_ball(lr.into(), mu.into()).build()?.update(false, 1.0);
+            exec.momentum_with(update, stringify!($momentum), w, v, g, 1)
         }
 
         #[doc = concat!("Plain SGD on ", $name, " buffers: `w -= lr*g`.")]
@@ -509,8 +529,9 @@ macro_rules! fixed_type_calls {
 
         #[doc = concat!("[`", stringify!($sgd), "`], returning an error instead of panicking.")]
         pub fn $try_sgd(w: &mut [$t], g: &[$t], lr: f32) -> Result<(), Error> {
-            let update = Sgd::new(lr.into())?.update();
-            Executor::new()?.sgd_with(update, stringify!($sgd), w, g)
+            let exec = Executor::new()?;
+            let update = Sgd::new(lr.into())?.update(1.0);
+            exec.sgd_with(update, stringify!($sgd), w, g, 1)
         }
     };
 }

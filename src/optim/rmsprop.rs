@@ -144,14 +144,14 @@ impl Rmsprop {
     }
 
     /// The coefficients of one step, computed once per call.
-    fn update(&self) -> RmspropUpdate {
+    pub(crate) fn update(&self, scale: f64) -> RmspropUpdate {
         let (c, a) = match self.momentum_form {
             MomentumForm::HeavyBall => (1.0, self.lr as f32),
             MomentumForm::LrInVelocity => (self.lr as f32, 1.0),
             MomentumForm::MovingAverage => ((1.0 - self.momentum) as f32, self.lr as f32),
         };
         RmspropUpdate {
-            input: GradientIn::new(self.maximize, self.weight_decay, self.lr),
+            input: GradientIn::new(self.maximize, self.weight_decay, self.lr, scale),
             alpha: self.alpha as f32,
             one_minus_alpha: (1.0 - self.alpha) as f32,
             grad_avg: Lerp::new(1.0 - self.alpha),
@@ -221,7 +221,7 @@ impl RmspropBuilder {
 
 /// The coefficients of one RMSprop step.
 #[derive(Clone, Copy, Debug)]
-struct RmspropUpdate {
+pub(crate) struct RmspropUpdate {
     input: GradientIn,
     alpha: f32,
     one_minus_alpha: f32,
@@ -296,7 +296,7 @@ impl RmspropUpdate {
 }
 
 /// Square average only.
-impl Update<1> for RmspropUpdate {
+impl Update<1, 0> for RmspropUpdate {
     #[inline(always)]
     fn update<S: Lanes>(
         self,
@@ -304,15 +304,15 @@ impl Update<1> for RmspropUpdate {
         w: S::f32s,
         [sq]: [S::f32s; 1],
         g: S::f32s,
-    ) -> (S::f32s, [S::f32s; 1]) {
+    ) -> (S::f32s, [S::f32s; 1], [S::f32s; 0]) {
         let zero = simd.splat_f32s(0.0);
         let [w, sq, _, _] = self.step(simd, w, sq, zero, zero, g);
-        (w, [sq])
+        (w, [sq], [])
     }
 }
 
 /// Square average and one more: the gradient average when centered, else the momentum buffer.
-impl Update<2> for RmspropUpdate {
+impl Update<2, 0> for RmspropUpdate {
     #[inline(always)]
     fn update<S: Lanes>(
         self,
@@ -320,19 +320,19 @@ impl Update<2> for RmspropUpdate {
         w: S::f32s,
         [sq, x]: [S::f32s; 2],
         g: S::f32s,
-    ) -> (S::f32s, [S::f32s; 2]) {
+    ) -> (S::f32s, [S::f32s; 2], [S::f32s; 0]) {
         if self.centered {
             let [w, sq, ga, _] = self.step(simd, w, sq, x, simd.splat_f32s(0.0), g);
-            (w, [sq, ga])
+            (w, [sq, ga], [])
         } else {
             let [w, sq, _, buf] = self.step(simd, w, sq, simd.splat_f32s(0.0), x, g);
-            (w, [sq, buf])
+            (w, [sq, buf], [])
         }
     }
 }
 
 /// Square average, gradient average and momentum buffer.
-impl Update<3> for RmspropUpdate {
+impl Update<3, 0> for RmspropUpdate {
     #[inline(always)]
     fn update<S: Lanes>(
         self,
@@ -340,9 +340,9 @@ impl Update<3> for RmspropUpdate {
         w: S::f32s,
         [sq, ga, buf]: [S::f32s; 3],
         g: S::f32s,
-    ) -> (S::f32s, [S::f32s; 3]) {
+    ) -> (S::f32s, [S::f32s; 3], [S::f32s; 0]) {
         let [w, sq, ga, buf] = self.step(simd, w, sq, ga, buf, g);
-        (w, [sq, ga, buf])
+        (w, [sq, ga, buf], [])
     }
 }
 
@@ -351,8 +351,9 @@ impl Executor {
     /// when the config is centered), the momentum buffer (`Some` exactly when the momentum is
     /// above 0) and gradient `g`, of any element types.
     ///
-    /// Fails, writing nothing, if a length differs or the optional buffers do not match the
-    /// config.
+    /// `step` counts from 1 (it keys stochastic rounding). Fails, writing nothing, if a length
+    /// differs, the optional buffers do not match the config, or `step` is 0.
+    #[allow(clippy::too_many_arguments)]
     pub fn rmsprop_step<W: Element, T: Element, G: Element>(
         &self,
         w: &mut [W],
@@ -361,8 +362,12 @@ impl Executor {
         momentum_buffer: Option<&mut [T]>,
         g: &[G],
         config: &Rmsprop,
+        step: u64,
     ) -> Result<(), Error> {
         const CALL: &str = "rmsprop_step";
+        if step == 0 {
+            return Err(Error::InvalidStep);
+        }
         let n = w.len();
         if grad_avg.is_some() != config.centered {
             return Err(Error::StateBuffer {
@@ -387,32 +392,15 @@ impl Executor {
             same_len(CALL, "momentum_buffer", buf.len(), n)?;
         }
         same_len(CALL, "gradient", g.len(), n)?;
-        let update = config.update();
+        let update = config.update(self.gradient_multiplier());
         match (grad_avg, momentum_buffer) {
-            (None, None) => self.run_elementwise(
-                update,
-                Buffers {
-                    w,
-                    state: [square_avg],
-                    g,
-                },
-            ),
-            (Some(x), None) | (None, Some(x)) => self.run_elementwise(
-                update,
-                Buffers {
-                    w,
-                    state: [square_avg, x],
-                    g,
-                },
-            ),
-            (Some(ga), Some(buf)) => self.run_elementwise(
-                update,
-                Buffers {
-                    w,
-                    state: [square_avg, ga, buf],
-                    g,
-                },
-            ),
+            (None, None) => self.run_elementwise(update, Buffers::new(w, [square_avg], g), step),
+            (Some(x), None) | (None, Some(x)) => {
+                self.run_elementwise(update, Buffers::new(w, [square_avg, x], g), step)
+            }
+            (Some(ga), Some(buf)) => {
+                self.run_elementwise(update, Buffers::new(w, [square_avg, ga, buf], g), step)
+            }
         }
         Ok(())
     }
@@ -426,10 +414,10 @@ optimizer_calls! {
     ///
     /// let config = Rmsprop::builder(1e-2).build().unwrap();
     /// let (mut w, mut sq, g) = (vec![1.0f32; 100], vec![0.0f32; 100], vec![0.5f32; 100]);
-    /// optkern::rmsprop_step(&mut w, &mut sq, None, None, &g, &config);
+    /// optkern::rmsprop_step(&mut w, &mut sq, None, None, &g, &config, 1);
     /// assert!(w[0] < 1.0);
     /// ```
-    fn rmsprop_step / try_rmsprop_step(w: weights, square_avg: state, grad_avg: optional_state, momentum_buffer: optional_state, g: gradient; config: &Rmsprop);
+    fn rmsprop_step / try_rmsprop_step(w: weights, square_avg: state, grad_avg: optional_state, momentum_buffer: optional_state, g: gradient; config: &Rmsprop, step: u64);
     f32 => rmsprop_step_f32 / try_rmsprop_step_f32,
     f16 => rmsprop_step_f16 / try_rmsprop_step_f16,
     bf16 => rmsprop_step_bf16 / try_rmsprop_step_bf16,
