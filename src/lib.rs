@@ -33,9 +33,18 @@
 //!   the learning rate inside the velocity that TensorFlow/Keras use, and the moving-average
 //!   form; [`Adam`] (Adam, AdamW, AMSGrad, with PyTorch's or Keras' epsilon), [`Rmsprop`],
 //!   [`Adagrad`] follow PyTorch (with Keras' options where it differs), [`Lion`] follows the
-//!   paper and lion-pytorch. Each module documents its formula and its order of operations.
+//!   paper and lion-pytorch, [`Lamb`] follows timm. Each module documents its formula and its order of operations.
 //! - **Nothing is written by a call that fails.** Lengths and hyperparameters are checked first.
 //!   Calls that panic on bad input have a `try_` twin returning [`Error`].
+//!
+//! # Whole training steps
+//!
+//! [`Executor::step_many`] steps many tensors (a [`TensorStep`] each) with any [`Optimizer`] in
+//! one parallel region, optionally writing a bf16/f16 model copy of `f32` master weights in the
+//! same pass. [`Executor::grad_scale`] folds a gradient multiplier into any step,
+//! [`Executor::grad_norm`] is a deterministic global norm with a non-finite check, and
+//! [`Executor::check_and_step`] combines them into the usual loss-scaled, clipped step.
+//! [`Executor::stochastic_rounding`] rounds bf16/f16 weights stochastically (see [`rounding`]).
 //!
 //! # Backends
 //!
