@@ -422,14 +422,23 @@ fn write_plot(path: &str, machine: &str, results: &Results) -> std::io::Result<(
             series.push(key);
         }
     }
+    let mut names: Vec<&str> = Vec::new();
+    for (backend, _) in &series {
+        if !names.contains(&backend.as_str()) {
+            names.push(backend);
+        }
+    }
+    let color_of = |backend: &str| {
+        colors[names.iter().position(|b| *b == backend).unwrap_or(0) % colors.len()]
+    };
     let mut svg = String::new();
     writeln!(svg, r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="11">"#).unwrap();
     writeln!(svg, r#"<rect width="100%" height="100%" fill="white"/>"#).unwrap();
-    writeln!(svg, r#"<text x="10" y="18" font-size="13">optkern compare: GB/s by size under the traffic model ({machine}); dashed: bandwidth reference (y += a*x)</text>"#).unwrap();
+    writeln!(svg, r#"<text x="10" y="18" font-size="13">optkern compare: GB/s by size under the traffic model ({machine}); dashed black: bandwidth reference (y += a*x; thick: all threads, thin: 1 thread); dotted: 1 thread</text>"#).unwrap();
     // Legend.
     for (k, (backend, threads)) in series.iter().enumerate() {
         let (x, y) = (10.0 + 150.0 * (k % 6) as f64, 36.0 + 14.0 * (k / 6) as f64);
-        let color = colors[(k / 2) % colors.len()];
+        let color = color_of(backend);
         let dash = if *threads > 1 {
             ""
         } else {
@@ -492,7 +501,7 @@ fn write_plot(path: &str, machine: &str, results: &Results) -> std::io::Result<(
                 writeln!(svg, r#"<polyline points="{}" fill="none" stroke="black" stroke-width="{width}" stroke-dasharray="6,4"/>"#, points.join(" ")).unwrap();
             }
         }
-        for (k, (backend, threads)) in series.iter().enumerate() {
+        for (backend, threads) in &series {
             let points: Vec<String> = results
                 .rows
                 .iter()
@@ -504,7 +513,7 @@ fn write_plot(path: &str, machine: &str, results: &Results) -> std::io::Result<(
                 })
                 .map(|r| format!("{:.1},{:.1}", px(r.n), py(r.gbps)))
                 .collect();
-            let color = colors[(k / 2) % colors.len()];
+            let color = color_of(backend);
             let dash = if *threads > 1 {
                 ""
             } else {
@@ -561,7 +570,7 @@ fn main() {
     } else {
         1
     };
-    let per_size = 2 * threads + 1 + Backend::available().len() * threads;
+    let per_size = threads + 1 + Backend::available().len() * threads;
     let mut results = Results {
         rows: Vec::new(),
         references: Vec::new(),
