@@ -124,8 +124,13 @@ impl GradNorm {
     /// PyTorch's clipping coefficient for `clip_grad_norm_(max_norm)`:
     /// `min(1, max_norm / (norm + 1e-6))`.
     pub fn clip_coefficient(&self, max_norm: f64) -> f64 {
-        (max_norm / (self.norm() + 1e-6)).min(1.0)
+        clip_coefficient(self.norm(), max_norm)
     }
+}
+
+/// PyTorch's clipping coefficient for a gradient norm `norm`: `min(1, max_norm / (norm + 1e-6))`.
+pub(crate) fn clip_coefficient(norm: f64, max_norm: f64) -> f64 {
+    (max_norm / (norm + 1e-6)).min(1.0)
 }
 
 impl Executor {

@@ -30,7 +30,7 @@ use crate::Executor;
 use crate::StochasticRounding;
 use crate::element::{Element, bf16, f16};
 use crate::error::{Error, same_len};
-use crate::executor::GradNorm;
+use crate::executor::{GradNorm, clip_coefficient};
 use crate::reduce::{blocks, pairwise_sum};
 use crate::stream::{Buffers, Elementwise, Update};
 
@@ -309,7 +309,7 @@ impl Executor {
         }
         let scale = self.gradient_multiplier();
         let clip = match max_norm {
-            Some(max) => (max / (grad_norm.norm() * scale.abs() + 1e-6)).min(1.0),
+            Some(max) => clip_coefficient(grad_norm.norm() * scale.abs(), max),
             None => 1.0,
         };
         let multiplier = scale * clip;
@@ -476,10 +476,9 @@ impl Executor {
         if step == 0 {
             return Err(Error::InvalidStep);
         }
-        same_len(CALL, "m", m.len(), w.len())?;
-        same_len(CALL, "v", v.len(), w.len())?;
-        same_len(CALL, "gradient", g.len(), w.len())?;
-        self.lamb_many(&mut [TensorStep::new(w, vec![m, v], g)], config, step);
+        let tensor = TensorStep::new(w, vec![m, v], g);
+        tensor.check(CALL, Optimizer::Lamb(*config).state_buffers())?;
+        self.lamb_many(&mut [tensor], config, step);
         Ok(())
     }
 }
