@@ -54,11 +54,39 @@ impl core::fmt::Display for DType {
     }
 }
 
-mod sealed {
-    pub trait Sealed {}
-    impl Sealed for f32 {}
-    impl Sealed for super::f16 {}
-    impl Sealed for super::bf16 {}
+pub(crate) mod sealed {
+    /// Seals [`Element`](super::Element), and gives the crate the bytes of each type (for
+    /// checkpoints): little-endian bit patterns.
+    pub trait Sealed: Sized {
+        /// Appends the value's bits, little-endian.
+        fn put_le(self, out: &mut Vec<u8>);
+        /// The value from its little-endian bits (`bytes` has exactly the type's size).
+        fn get_le(bytes: &[u8]) -> Self;
+    }
+    impl Sealed for f32 {
+        fn put_le(self, out: &mut Vec<u8>) {
+            out.extend_from_slice(&self.to_bits().to_le_bytes());
+        }
+        fn get_le(bytes: &[u8]) -> Self {
+            f32::from_bits(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+        }
+    }
+    impl Sealed for super::f16 {
+        fn put_le(self, out: &mut Vec<u8>) {
+            out.extend_from_slice(&self.to_bits().to_le_bytes());
+        }
+        fn get_le(bytes: &[u8]) -> Self {
+            super::f16::from_bits(u16::from_le_bytes([bytes[0], bytes[1]]))
+        }
+    }
+    impl Sealed for super::bf16 {
+        fn put_le(self, out: &mut Vec<u8>) {
+            out.extend_from_slice(&self.to_bits().to_le_bytes());
+        }
+        fn get_le(bytes: &[u8]) -> Self {
+            super::bf16::from_bits(u16::from_le_bytes([bytes[0], bytes[1]]))
+        }
+    }
 }
 
 /// An element type a kernel can read and write: `f32`, [`f16`](struct@crate::f16) or [`bf16`].

@@ -61,6 +61,29 @@ pub enum Error {
     },
     /// The step number given to a call that counts steps from 1 was 0.
     InvalidStep,
+    /// A call was given a list of buffers (one per tensor) of the wrong length.
+    TensorCount {
+        /// The call that was refused.
+        call: &'static str,
+        /// The list, e.g. `"gradients"`.
+        what: &'static str,
+        /// Its length.
+        given: usize,
+        /// The number of tensors expected.
+        expected: usize,
+    },
+    /// A [`StatefulOptimizer`](crate::StatefulOptimizer) was given a tensor whose length
+    /// differs from the one its state was made for.
+    ModelChanged {
+        /// The tensor's position.
+        tensor: usize,
+        /// Its length now.
+        len: usize,
+        /// The length the state was made for.
+        expected: usize,
+    },
+    /// A checkpoint was refused.
+    Checkpoint(crate::checkpoint::CheckpointError),
     /// The backend asked for cannot run on this CPU.
     BackendUnavailable {
         /// The backend asked for.
@@ -132,6 +155,24 @@ impl fmt::Display for Error {
                     "invalid step 0: steps are counted from 1 (the first step is step 1)"
                 )
             }
+            Error::TensorCount {
+                call,
+                what,
+                given,
+                expected,
+            } => write!(
+                f,
+                "{call}: {given} {what} were given, for {expected} tensors"
+            ),
+            Error::ModelChanged {
+                tensor,
+                len,
+                expected,
+            } => write!(
+                f,
+                "tensor {tensor} has {len} elements, but the optimizer's state was made for {expected}"
+            ),
+            Error::Checkpoint(error) => write!(f, "{error}"),
             Error::BackendUnavailable { backend, source } => write!(
                 f,
                 "backend {backend} ({source}) cannot run on this CPU; available: {}",

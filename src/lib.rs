@@ -58,6 +58,7 @@
 
 mod arch;
 mod backend;
+pub mod checkpoint;
 pub mod element;
 mod error;
 mod executor;
@@ -65,9 +66,12 @@ mod optim;
 mod parallel;
 mod reduce;
 pub mod rounding;
+pub mod schedule;
+mod stateful;
 mod stream;
 
 pub use backend::Backend;
+pub use checkpoint::CheckpointError;
 pub use element::{DType, Element, bf16, f16};
 pub use error::Error;
 pub use executor::{Executor, GradNorm, StochasticRounding, Threads};
@@ -101,6 +105,7 @@ pub use optim::rmsprop::{
     Rmsprop, RmspropBuilder, rmsprop_step, rmsprop_step_bf16, rmsprop_step_f16, rmsprop_step_f32,
     try_rmsprop_step, try_rmsprop_step_bf16, try_rmsprop_step_f16, try_rmsprop_step_f32,
 };
+pub use stateful::StatefulOptimizer;
 
 /// A buffer aligned to the 64-byte cache line, as [`zeroed`] returns.
 pub type AlignedBuffer<E> = aligned_vec::AVec<E, aligned_vec::ConstAlign<64>>;

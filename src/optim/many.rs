@@ -216,8 +216,9 @@ impl Optimizer {
 /// What [`Executor::check_and_step`] found and did.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct StepReport {
-    /// The norm of the gradients as given (before any multiplier).
-    pub grad_norm: GradNorm,
+    /// The norm of the gradients as given (before any multiplier), when the step computed it
+    /// ([`Executor::check_and_step`] always does).
+    pub grad_norm: Option<GradNorm>,
     /// Whether the update ran: `false` when a gradient value was infinite or NaN (then nothing
     /// was written).
     pub applied: bool,
@@ -302,7 +303,7 @@ impl Executor {
         let grad_norm = self.grad_norm(&grads);
         if !grad_norm.is_finite() {
             return Ok(StepReport {
-                grad_norm,
+                grad_norm: Some(grad_norm),
                 applied: false,
                 multiplier: 0.0,
             });
@@ -316,7 +317,7 @@ impl Executor {
         self.grad_scale(multiplier)?
             .step_many_checked(tensors, optimizer, step);
         Ok(StepReport {
-            grad_norm,
+            grad_norm: Some(grad_norm),
             applied: true,
             multiplier,
         })

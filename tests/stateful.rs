@@ -1,0 +1,734 @@
+//! The optimizer objects: the same bits as the kernels called by hand, bit-exact resume from a
+//! checkpoint, and damaged checkpoints refused with the optimizer left as it was.
+
+mod common;
+
+use common::data::{Rng, bits};
+use common::{backends, same_bits, sequential};
+use optkern::schedule::WarmupCosine;
+use optkern::{
+    Adagrad, Adam, CheckpointError, EpsilonPlacement, Error, Executor, Lamb, Lion, Momentum,
+    MomentumForm, Optimizer, Rmsprop, Sgd, StatefulOptimizer, StochasticRounding, TensorStep,
+    WeightDecay, bf16, f16,
+};
+use optkern::{Element, zeroed};
+
+/// One config of every optimizer and form, with options that exercise every state buffer.
+fn configs() -> Vec<(&'static str, Optimizer)> {
+    vec![
+        ("sgd", Sgd::new(0.05).unwrap().into()),
+        (
+            "heavy ball",
+            Momentum::heavy_ball(0.05, 0.9)
+                .dampening(0.1)
+                .weight_decay(WeightDecay::L2(1e-3))
+                .build()
+                .unwrap()
+                .into(),
+        ),
+        (
+            "nesterov",
+            Momentum::heavy_ball(0.05, 0.9)
+                .nesterov(true)
+                .build()
+                .unwrap()
+                .into(),
+        ),
+        (
+            "lr in velocity",
+            Momentum::lr_in_velocity(0.05, 0.9)
+                .weight_decay(WeightDecay::Decoupled(0.01))
+                .build()
+                .unwrap()
+                .into(),
+        ),
+        (
+            "moving average",
+            Momentum::moving_average(0.05, 0.9).build().unwrap().into(),
+        ),
+        (
+            "rmsprop centered momentum",
+            Rmsprop::builder(1e-3)
+                .centered(true)
+                .momentum(0.9)
+                .weight_decay(WeightDecay::L2(1e-3))
+                .build()
+                .unwrap()
+                .into(),
+        ),
+        (
+            "rmsprop keras",
+            Rmsprop::builder(1e-3)
+                .eps_inside_sqrt(true)
+                .momentum(0.5)
+                .momentum_form(MomentumForm::LrInVelocity)
+                .build()
+                .unwrap()
+                .into(),
+        ),
+        ("adam", Adam::builder(1e-3).build().unwrap().into()),
+        ("adamw", Adam::adamw(1e-3, 0.1).build().unwrap().into()),
+        (
+            "amsgrad hat",
+            Adam::builder(1e-3)
+                .amsgrad(true)
+                .epsilon_placement(EpsilonPlacement::Hat)
+                .build()
+                .unwrap()
+                .into(),
+        ),
+        (
+            "adagrad",
+            Adagrad::builder(0.05)
+                .lr_decay(1e-2)
+                .initial_accumulator_value(0.1)
+                .build()
+                .unwrap()
+                .into(),
+        ),
+        (
+            "lion",
+            Lion::builder(1e-4)
+                .weight_decay(0.1)
+                .build()
+                .unwrap()
+                .into(),
+        ),
+        (
+            "lamb",
+            Lamb::builder(1e-2)
+                .max_grad_norm(None)
+                .build()
+                .unwrap()
+                .into(),
+        ),
+    ]
+}
+
+/// The model's tensor lengths: a vector-width multiple, an odd small one, a large one.
+const LENGTHS: [usize; 3] = [1024, 37, 5003];
+
+fn model<W: Element>(rng: &mut Rng) -> Vec<Vec<W>> {
+    LENGTHS
+        .iter()
+        .map(|&n| {
+            (0..n)
+                .map(|_| W::from_f32(rng.range(-1.0, 1.0) as f32))
+                .collect()
+        })
+        .collect()
+}
+
+/// The gradients of step `step`: the same for every run of a test.
+fn gradients<G: Element>(seed: u64, step: u64) -> Vec<Vec<G>> {
+    let mut rng = Rng::new(seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    LENGTHS
+        .iter()
+        .map(|&n| {
+            (0..n)
+                .map(|_| G::from_f32(rng.range(-0.5, 0.5) as f32))
+                .collect()
+        })
+        .collect()
+}
+
+fn schedule() -> WarmupCosine {
+    WarmupCosine::new(1.0, 3, 12, 0.1)
+}
+
+/// Steps `tensor` by hand with the single-tensor kernel of `config`.
+fn kernel_by_hand<W: Element, T: Element, G: Element>(
+    exec: &Executor,
+    config: &Optimizer,
+    w: &mut [W],
+    state: &mut [Vec<T>],
+    g: &[G],
+    step: u64,
+) -> Result<(), Error> {
+    match (config, state) {
+        (Optimizer::Sgd(c), []) => exec.sgd_step(w, g, c, step),
+        (Optimizer::Momentum(c), [v]) => exec.momentum_step(w, v, g, c, step),
+        (Optimizer::Adam(c), [m, v]) => exec.adam_step(w, m, v, g, c, step),
+        (Optimizer::Adam(c), [m, v, vmax]) => exec.amsgrad_step(w, m, v, vmax, g, c, step),
+        (Optimizer::Rmsprop(c), [sq]) => exec.rmsprop_step(w, sq, None, None, g, c, step),
+        (Optimizer::Rmsprop(c), [sq, b]) if c.centered() => {
+            exec.rmsprop_step(w, sq, Some(b), None, g, c, step)
+        }
+        (Optimizer::Rmsprop(c), [sq, b]) => exec.rmsprop_step(w, sq, None, Some(b), g, c, step),
+        (Optimizer::Rmsprop(c), [sq, avg, mom]) => {
+            exec.rmsprop_step(w, sq, Some(avg), Some(mom), g, c, step)
+        }
+        (Optimizer::Adagrad(c), [sum]) => exec.adagrad_step(w, sum, g, c, step),
+        (Optimizer::Lion(c), [m]) => exec.lion_step(w, m, g, c, step),
+        (Optimizer::Lamb(c), [m, v]) => exec.lamb_step(w, m, v, g, c, step),
+        (config, state) => panic!("{config:?} with {} buffers", state.len()),
+    }
+}
+
+/// Runs `steps` steps of `config` through the object and through the single-tensor kernels
+/// (with the learning rate of the schedule, scaled to the config's), comparing weights and
+/// state after every step.
+fn object_matches_kernels<W: Element, T: Element, G: Element>(
+    name: &str,
+    config: Optimizer,
+    exec: Executor,
+) -> Result<(), String> {
+    let mut rng = Rng::new(7);
+    let mut w_obj = model::<W>(&mut rng);
+    let mut w_hand = w_obj.clone();
+    let buffers = config.state_buffers().len();
+    let mut state_hand: Vec<Vec<Vec<T>>> = LENGTHS
+        .iter()
+        .map(|&n| vec![vec![T::ZERO; n]; buffers])
+        .collect();
+    let mut opt = StatefulOptimizer::<T>::with_executor(config, exec);
+    let mut hand_config = config;
+    let base_lr = config.lr();
+    for step in 1..=8u64 {
+        let lr = base_lr * schedule().lr(step);
+        opt.set_lr(lr).unwrap();
+        match &mut hand_config {
+            Optimizer::Sgd(c) => c.set_lr(lr),
+            Optimizer::Momentum(c) => c.set_lr(lr),
+            Optimizer::Adam(c) => c.set_lr(lr),
+            Optimizer::Rmsprop(c) => c.set_lr(lr),
+            Optimizer::Adagrad(c) => c.set_lr(lr),
+            Optimizer::Lion(c) => c.set_lr(lr),
+            Optimizer::Lamb(c) => c.set_lr(lr),
+            _ => unreachable!(),
+        }
+        .unwrap();
+        let g = gradients::<G>(11, step);
+        let grads: Vec<&[G]> = g.iter().map(|x| &x[..]).collect();
+        let mut ws: Vec<&mut [W]> = w_obj.iter_mut().map(|x| &mut x[..]).collect();
+        let report = opt.step(&mut ws, &grads).map_err(|e| e.to_string())?;
+        assert!(report.applied && report.grad_norm.is_none());
+        for k in 0..LENGTHS.len() {
+            kernel_by_hand(
+                &exec,
+                &hand_config,
+                &mut w_hand[k],
+                &mut state_hand[k],
+                &g[k],
+                step,
+            )
+            .map_err(|e| e.to_string())?;
+            let at = |what: &str| format!("{name}, step {step}, tensor {k}: {what}");
+            same_bits(&at("weights"), &w_obj[k], &w_hand[k])?;
+            let state = opt.state(k).expect("allocated");
+            for (b, buffer) in state.iter().enumerate() {
+                same_bits(&at(config.state_buffers()[b]), buffer, &state_hand[k][b])?;
+            }
+        }
+        assert_eq!(opt.steps(), step);
+    }
+    if let Some((bc1, bc2)) = opt.bias_corrections() {
+        let (b1, b2) = match config {
+            Optimizer::Adam(c) => c.betas(),
+            Optimizer::Lamb(c) => c.betas(),
+            _ => unreachable!(),
+        };
+        assert!(
+            (bc1 - (1.0 - b1.powi(8))).abs() < 1e-15,
+            "{name}: bc1 {bc1}"
+        );
+        assert!(
+            (bc2 - (1.0 - b2.powi(8))).abs() < 1e-15,
+            "{name}: bc2 {bc2}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn every_optimizer_object_gives_the_kernels_bits() {
+    for backend in backends() {
+        let exec = sequential(backend);
+        for (name, config) in configs() {
+            let run = || -> Result<(), String> {
+                object_matches_kernels::<f32, f32, f32>(name, config, exec)?;
+                object_matches_kernels::<bf16, f32, bf16>(name, config, exec)?;
+                object_matches_kernels::<f32, bf16, f16>(name, config, exec)?;
+                Ok(())
+            };
+            if let Err(e) = run() {
+                panic!("{backend:?}: {e}");
+            }
+        }
+    }
+    // The default executor (threads, the detected backend) too.
+    for (name, config) in configs() {
+        object_matches_kernels::<f32, f32, f32>(name, config, Executor::new().unwrap()).unwrap();
+    }
+}
+
+/// The mixed-precision options give what `Executor::check_and_step` gives on buffers managed by
+/// hand: f32 master weights, bf16 gradients, bf16 model copies, stochastic rounding, a loss
+/// scale and clipping; a step with an infinite gradient writes nothing and does not count.
+#[test]
+fn mixed_precision_options_match_check_and_step() {
+    let adam: Optimizer = Adam::adamw(1e-2, 0.01).build().unwrap().into();
+    let scale = 1.0 / 256.0;
+    for backend in backends() {
+        let exec = sequential(backend);
+        let mut opt = StatefulOptimizer::<f32>::with_executor(adam, exec)
+            .max_grad_norm(Some(0.5))
+            .unwrap()
+            .stochastic_rounding(Some(42));
+        opt.set_grad_scale(scale).unwrap();
+        let hand_exec =
+            exec.grad_scale(scale)
+                .unwrap()
+                .stochastic_rounding(Some(StochasticRounding {
+                    seed: 42,
+                    index_base: 0,
+                }));
+        let mut rng = Rng::new(3);
+        let mut w_obj = model::<f32>(&mut rng);
+        let mut w_hand = w_obj.clone();
+        let mut copy_obj: Vec<Vec<bf16>> = LENGTHS.iter().map(|&n| vec![bf16::ZERO; n]).collect();
+        let mut copy_hand = copy_obj.clone();
+        let mut m: Vec<Vec<f32>> = LENGTHS.iter().map(|&n| vec![0.0; n]).collect();
+        let mut v = m.clone();
+        let mut hand_step = 0;
+        for call in 1..=6u64 {
+            let mut g = gradients::<bf16>(5, call);
+            for x in g.iter_mut().flatten() {
+                *x = bf16::from_f32(x.to_f32() * 256.0);
+            }
+            if call == 3 {
+                g[2][100] = bf16::INFINITY;
+            }
+            let grads: Vec<&[bf16]> = g.iter().map(|x| &x[..]).collect();
+            let before = opt.save();
+            let mut ws: Vec<&mut [f32]> = w_obj.iter_mut().map(|x| &mut x[..]).collect();
+            let mut cs: Vec<&mut [bf16]> = copy_obj.iter_mut().map(|x| &mut x[..]).collect();
+            let report = opt.step_with_copies(&mut ws, &grads, &mut cs).unwrap();
+
+            let mut tensors: Vec<TensorStep<'_, f32, f32, bf16, bf16>> = w_hand
+                .iter_mut()
+                .zip(m.iter_mut().zip(v.iter_mut()))
+                .zip(grads.iter().zip(copy_hand.iter_mut()))
+                .map(|((w, (m, v)), (g, c))| {
+                    TensorStep::new(&mut w[..], vec![&mut m[..], &mut v[..]], g)
+                        .model_copy(&mut c[..])
+                })
+                .collect();
+            let want = hand_exec
+                .check_and_step(&mut tensors, &adam, hand_step + 1, Some(0.5))
+                .unwrap();
+            drop(tensors);
+            assert_eq!(report, want, "{backend:?} call {call}");
+            if want.applied {
+                hand_step += 1;
+            } else {
+                assert_eq!(call, 3);
+                assert_eq!(opt.save(), before, "a skipped step changed the optimizer");
+            }
+            assert_eq!(opt.steps(), hand_step);
+            for k in 0..LENGTHS.len() {
+                same_bits("master weights", &w_obj[k], &w_hand[k]).unwrap();
+                same_bits("model copy", &copy_obj[k], &copy_hand[k]).unwrap();
+                same_bits("m", &opt.state(k).unwrap()[0], &m[k]).unwrap();
+                same_bits("v", &opt.state(k).unwrap()[1], &v[k]).unwrap();
+            }
+        }
+        assert_eq!(hand_step, 5);
+    }
+}
+
+/// Runs steps `from..=to` of `opt` on `w` with the schedule and the test gradients.
+fn run_steps<W: Element, T: Element>(
+    opt: &mut StatefulOptimizer<T>,
+    w: &mut [Vec<W>],
+    base_lr: f64,
+    from: u64,
+    to: u64,
+) {
+    for step in from..=to {
+        assert_eq!(opt.steps() + 1, step);
+        opt.set_lr(base_lr * schedule().lr(step)).unwrap();
+        let g = gradients::<bf16>(99, step);
+        let grads: Vec<&[bf16]> = g.iter().map(|x| &x[..]).collect();
+        let mut ws: Vec<&mut [W]> = w.iter_mut().map(|x| &mut x[..]).collect();
+        opt.step(&mut ws, &grads).unwrap();
+    }
+}
+
+fn resume_is_bit_exact<W: Element, T: Element>(name: &str, config: Optimizer) {
+    let base_lr = config.lr();
+    let exec = Executor::new().unwrap();
+    let fresh = || {
+        StatefulOptimizer::<T>::with_executor(config, exec)
+            .stochastic_rounding(Some(7))
+            .skip_non_finite(true)
+    };
+    let mut rng = Rng::new(1);
+    let w0 = model::<W>(&mut rng);
+
+    let mut straight = fresh();
+    let mut w_straight = w0.clone();
+    run_steps(&mut straight, &mut w_straight, base_lr, 1, 10);
+
+    for stop in [0u64, 1, 4, 9] {
+        let mut first = fresh();
+        let mut w = w0.clone();
+        run_steps(&mut first, &mut w, base_lr, 1, stop);
+        let checkpoint = first.save();
+        drop(first);
+        // Into a fresh optimizer made for the same config, and from the bytes alone, on every
+        // backend: all continue with the same bits.
+        let mut loaded = fresh();
+        loaded.load(&checkpoint).unwrap();
+        assert_eq!(loaded.save(), checkpoint, "{name}: save(load(x)) != x");
+        let mut candidates = vec![("load", loaded)];
+        candidates.push((
+            "from_checkpoint",
+            StatefulOptimizer::<T>::from_checkpoint(&checkpoint).unwrap(),
+        ));
+        for backend in backends() {
+            let mut o = StatefulOptimizer::<T>::with_executor(config, sequential(backend));
+            o.load(&checkpoint).unwrap();
+            candidates.push((backend.name(), o));
+        }
+        for (how, mut opt) in candidates {
+            let mut w = w.clone();
+            run_steps(&mut opt, &mut w, base_lr, stop + 1, 10);
+            for k in 0..LENGTHS.len() {
+                if bits(&w[k]) != bits(&w_straight[k]) {
+                    panic!("{name}: stopped at {stop}, resumed by {how}: tensor {k} differs");
+                }
+            }
+            assert_eq!(
+                opt.save(),
+                straight.save(),
+                "{name}: stopped at {stop}, resumed by {how}: the state differs"
+            );
+        }
+    }
+}
+
+#[test]
+fn resuming_from_a_checkpoint_is_bit_exact() {
+    for (name, config) in configs() {
+        resume_is_bit_exact::<f32, f32>(name, config);
+        resume_is_bit_exact::<bf16, bf16>(name, config);
+    }
+}
+
+/// A CRC-32 written bit by bit from its definition, to check the format's checksum and to mend
+/// it after editing a field.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+fn with_checksum(mut bytes: Vec<u8>) -> Vec<u8> {
+    let n = bytes.len() - 4;
+    let crc = crc32(&bytes[..n]);
+    bytes[n..].copy_from_slice(&crc.to_le_bytes());
+    bytes
+}
+
+/// A small stepped optimizer and its checkpoint.
+fn small_adam() -> (StatefulOptimizer<f32>, Vec<u8>) {
+    let mut opt = StatefulOptimizer::<f32>::new(Adam::builder(1e-2).build().unwrap())
+        .unwrap()
+        .max_grad_norm(Some(2.0))
+        .unwrap();
+    let (mut a, mut b) = (vec![1.0f32; 5], vec![-1.0f32; 3]);
+    for step in 1..=2 {
+        let (ga, gb) = (vec![0.1f32 * step as f32; 5], vec![0.3f32; 3]);
+        opt.step(&mut [&mut a[..], &mut b[..]], &[&ga[..], &gb[..]])
+            .unwrap();
+    }
+    let bytes = opt.save();
+    (opt, bytes)
+}
+
+fn checkpoint_error(result: Result<(), Error>) -> CheckpointError {
+    match result {
+        Err(Error::Checkpoint(e)) => e,
+        other => panic!("expected a checkpoint error, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_format_is_as_documented() {
+    let (opt, bytes) = small_adam();
+    assert_eq!(&bytes[..8], b"OPTKCKPT");
+    assert_eq!(u32::from_le_bytes(bytes[8..12].try_into().unwrap()), 1);
+    assert_eq!(
+        u64::from_le_bytes(bytes[12..20].try_into().unwrap()),
+        bytes.len() as u64
+    );
+    assert_eq!((bytes[20], bytes[21]), (2, 0), "Adam, f32 state");
+    let n = bytes.len();
+    assert_eq!(
+        u32::from_le_bytes(bytes[n - 4..].try_into().unwrap()),
+        crc32(&bytes[..n - 4])
+    );
+    // The state is the last 8 * 2 * 4 bytes before the checksum: m then v of tensor 0, then
+    // of tensor 1.
+    let state: Vec<f32> = bytes[n - 4 - 64..n - 4]
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    let mut want: Vec<f32> = Vec::new();
+    for k in 0..2 {
+        for buffer in opt.state(k).unwrap() {
+            want.extend(buffer.iter());
+        }
+    }
+    assert_eq!(bits(&state), bits(&want));
+    // The tensor lengths just before.
+    let lengths: Vec<u64> = bytes[n - 4 - 64 - 16..n - 4 - 64]
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    assert_eq!(lengths, [5, 3]);
+}
+
+#[test]
+fn damaged_checkpoints_are_refused_and_change_nothing() {
+    let (mut opt, good) = small_adam();
+    let before = opt.save();
+    assert_eq!(before, good);
+    let mut refuse = |bytes: &[u8]| -> CheckpointError {
+        let e = checkpoint_error(opt.load(bytes));
+        assert_eq!(
+            opt.save(),
+            before,
+            "a refused load changed the optimizer ({e})"
+        );
+        assert!(!e.to_string().is_empty());
+        e
+    };
+
+    // Truncated at every length.
+    for len in 0..good.len() {
+        match refuse(&good[..len]) {
+            CheckpointError::Truncated { len: l, .. } => assert_eq!(l, len),
+            e => panic!("truncated to {len}: {e:?}"),
+        }
+    }
+    // One more byte.
+    let mut longer = good.clone();
+    longer.push(0);
+    assert!(matches!(
+        refuse(&longer),
+        CheckpointError::TrailingBytes { .. }
+    ));
+    // Every single-bit flip of every byte is caught.
+    for i in 0..good.len() {
+        for bit in [0, 3, 7] {
+            let mut bad = good.clone();
+            bad[i] ^= 1 << bit;
+            let e = refuse(&bad);
+            let expected = match i {
+                0..8 => matches!(e, CheckpointError::NotACheckpoint),
+                8..12 => matches!(e, CheckpointError::UnsupportedVersion { .. }),
+                12..20 => matches!(
+                    e,
+                    CheckpointError::Truncated { .. } | CheckpointError::TrailingBytes { .. }
+                ),
+                _ => matches!(e, CheckpointError::ChecksumMismatch { .. }),
+            };
+            assert!(expected, "byte {i} bit {bit}: {e:?}");
+        }
+    }
+    // Another version, with a valid checksum.
+    let mut v2 = good.clone();
+    v2[8..12].copy_from_slice(&2u32.to_le_bytes());
+    assert_eq!(
+        refuse(&with_checksum(v2)),
+        CheckpointError::UnsupportedVersion {
+            found: 2,
+            supported: 1
+        }
+    );
+    // Not a checkpoint at all.
+    assert_eq!(
+        refuse(b"PK\x03\x04 something else entirely"),
+        CheckpointError::NotACheckpoint
+    );
+    // Edited fields with a mended checksum: inconsistent content.
+    let mut dtype = good.clone();
+    dtype[21] = 1; // claims f16: the payload no longer fits the lengths
+    assert!(matches!(
+        refuse(&with_checksum(dtype)),
+        CheckpointError::Malformed { .. }
+    ));
+    let mut dtype = good.clone();
+    dtype[21] = 9;
+    assert!(matches!(
+        refuse(&with_checksum(dtype)),
+        CheckpointError::Malformed { .. }
+    ));
+    let mut lr = good.clone();
+    lr[26..34].copy_from_slice(&(-1.0f64).to_bits().to_le_bytes());
+    assert!(matches!(
+        refuse(&with_checksum(lr)),
+        CheckpointError::InvalidConfig { .. }
+    ));
+    let n = good.len();
+    let mut length = good.clone();
+    length[n - 4 - 64 - 8..n - 4 - 64].copy_from_slice(&4u64.to_le_bytes());
+    assert!(matches!(
+        refuse(&with_checksum(length)),
+        CheckpointError::Malformed { .. }
+    ));
+    let mut huge = good.clone();
+    huge[n - 4 - 64 - 8..n - 4 - 64].copy_from_slice(&u64::MAX.to_le_bytes());
+    assert!(matches!(
+        refuse(&with_checksum(huge)),
+        CheckpointError::Malformed { .. }
+    ));
+
+    // Well-formed checkpoints that do not fit this optimizer.
+    let momentum = StatefulOptimizer::<f32>::new(Momentum::heavy_ball(0.1, 0.9).build().unwrap())
+        .unwrap()
+        .save();
+    assert_eq!(
+        refuse(&momentum),
+        CheckpointError::OptimizerMismatch {
+            file: "momentum",
+            expected: "Adam"
+        }
+    );
+    let mut bf16_state =
+        StatefulOptimizer::<bf16>::new(Adam::builder(1e-2).build().unwrap()).unwrap();
+    let (mut a, mut b) = (vec![1.0f32; 5], vec![-1.0f32; 3]);
+    let (ga, gb) = (vec![0.1f32; 5], vec![0.3f32; 3]);
+    bf16_state
+        .step(&mut [&mut a[..], &mut b[..]], &[&ga[..], &gb[..]])
+        .unwrap();
+    assert_eq!(
+        refuse(&bf16_state.save()),
+        CheckpointError::DTypeMismatch {
+            file: optkern::DType::BF16,
+            expected: optkern::DType::F32
+        }
+    );
+    assert!(matches!(
+        StatefulOptimizer::<f32>::from_checkpoint(&bf16_state.save()),
+        Err(Error::Checkpoint(CheckpointError::DTypeMismatch { .. }))
+    ));
+    let other_model = |lengths: &[usize]| {
+        let mut o = StatefulOptimizer::<f32>::new(Adam::builder(1e-2).build().unwrap()).unwrap();
+        let mut ws: Vec<Vec<f32>> = lengths.iter().map(|&n| vec![1.0; n]).collect();
+        let gs: Vec<Vec<f32>> = lengths.iter().map(|&n| vec![0.5; n]).collect();
+        let mut w: Vec<&mut [f32]> = ws.iter_mut().map(|x| &mut x[..]).collect();
+        let g: Vec<&[f32]> = gs.iter().map(|x| &x[..]).collect();
+        o.step(&mut w, &g).unwrap();
+        o.save()
+    };
+    assert_eq!(
+        refuse(&other_model(&[5, 4])),
+        CheckpointError::TensorLengthMismatch {
+            tensor: 1,
+            file: 4,
+            expected: 3
+        }
+    );
+    assert_eq!(
+        refuse(&other_model(&[5])),
+        CheckpointError::TensorCountMismatch {
+            file: 1,
+            expected: 2
+        }
+    );
+    // And the good one still loads.
+    opt.load(&good).unwrap();
+    assert_eq!(opt.save(), good);
+}
+
+#[test]
+fn bad_steps_are_refused_and_change_nothing() {
+    let (mut opt, good) = small_adam();
+    let (mut a, mut b, mut c) = (vec![1.0f32; 5], vec![-1.0f32; 3], vec![0.0f32; 2]);
+    let (ga, gb, gc) = (vec![0.1f32; 5], vec![0.3f32; 3], vec![0.3f32; 2]);
+    let (a0, b0) = (a.clone(), b.clone());
+    let results = [
+        opt.step(&mut [&mut a[..], &mut b[..]], &[&ga[..]]),
+        opt.step(&mut [&mut a[..]], &[&ga[..]]),
+        opt.step(
+            &mut [&mut a[..], &mut b[..], &mut c[..]],
+            &[&ga[..], &gb[..], &gc[..]],
+        ),
+        opt.step(&mut [&mut a[..], &mut c[..]], &[&ga[..], &gc[..]]),
+        opt.step(&mut [&mut a[..], &mut b[..]], &[&ga[..], &gc[..]]),
+        opt.step_with_copies(
+            &mut [&mut a[..], &mut b[..]],
+            &[&ga[..], &gb[..]],
+            &mut [&mut vec![bf16::ZERO; 5][..]],
+        ),
+    ];
+    for r in &results {
+        assert!(r.is_err(), "{r:?}");
+    }
+    assert!(matches!(
+        results[3],
+        Err(Error::ModelChanged {
+            tensor: 1,
+            len: 2,
+            expected: 3
+        })
+    ));
+    assert!(matches!(results[4], Err(Error::InTensor { index: 1, .. })));
+    assert_eq!((a, b), (a0, b0));
+    assert_eq!(opt.save(), good);
+    // A fresh optimizer refused on its first step keeps no state.
+    let mut fresh = StatefulOptimizer::<f32>::new(Adam::builder(1e-2).build().unwrap()).unwrap();
+    let mut w = [1.0f32; 4];
+    assert!(fresh.step(&mut [&mut w[..]], &[&ga[..]]).is_err());
+    assert_eq!(fresh.tensor_lengths(), None);
+    assert_eq!(fresh.steps(), 0);
+    // Invalid settings are refused.
+    assert!(fresh.set_lr(-1.0).is_err());
+    assert!(fresh.set_grad_scale(f64::NAN).is_err());
+    assert_eq!(fresh.lr(), 1e-2);
+    assert_eq!(fresh.grad_scale(), 1.0);
+    assert!(fresh.clone().max_grad_norm(Some(0.0)).is_err());
+}
+
+#[test]
+fn state_is_lazy_aligned_and_resettable() {
+    let config: Optimizer = Adam::builder(1e-3).amsgrad(true).build().unwrap().into();
+    let mut opt = StatefulOptimizer::<bf16>::new(config).unwrap();
+    assert_eq!(opt.tensor_lengths(), None);
+    assert!(opt.state(0).is_none());
+    assert_eq!(opt.bias_corrections(), None);
+    let mut w = [vec![1.0f32; 100], vec![1.0f32; 3]];
+    let g = [vec![0.5f32; 100], vec![0.5f32; 3]];
+    let [w0, w1] = &mut w;
+    opt.step(&mut [&mut w0[..], &mut w1[..]], &[&g[0][..], &g[1][..]])
+        .unwrap();
+    assert_eq!(opt.tensor_lengths(), Some(&[100, 3][..]));
+    let state = opt.state(0).unwrap();
+    assert_eq!(state.len(), 3);
+    for buffer in state {
+        assert_eq!(buffer.as_ptr() as usize % 64, 0);
+        assert_eq!(buffer.len(), 100);
+    }
+    let zero = zeroed::<f32>(3);
+    assert_eq!(zero.as_ptr() as usize % 64, 0);
+    let (bc1, bc2) = opt.bias_corrections().unwrap();
+    assert_eq!((bc1, bc2), (1.0 - 0.9, 1.0 - 0.999));
+    opt.reset();
+    assert_eq!((opt.steps(), opt.tensor_lengths()), (0, None));
+    let mut other = [0.0f32; 7];
+    opt.step(&mut [&mut other[..]], &[&vec![1.0f32; 7][..]])
+        .unwrap();
+    assert_eq!(opt.tensor_lengths(), Some(&[7][..]));
+}
