@@ -37,6 +37,24 @@
 //! - **Nothing is written by a call that fails.** Lengths and hyperparameters are checked first.
 //!   Calls that panic on bad input have a `try_` twin returning [`Error`].
 //!
+//! # Optimizers that own their state
+//!
+//! [`StatefulOptimizer`] wraps any config with its state (allocated at the first step, in the
+//! element type you choose), steps a whole model per call, takes a new learning rate between
+//! steps (see [`schedule`]), carries the mixed-precision options below, and saves and loads
+//! checkpoints in a versioned, checksummed format ([`checkpoint`]) that resume bit-exactly.
+//!
+//! ```
+//! use optkern::{Adam, StatefulOptimizer};
+//!
+//! let mut opt = StatefulOptimizer::<f32>::new(Adam::builder(1e-3).build()?)?;
+//! let (mut w, mut b, gw, gb) = (vec![1.0f32; 100], vec![0.0f32; 10], vec![0.5f32; 100], vec![0.1f32; 10]);
+//! opt.step(&mut [&mut w[..], &mut b[..]], &[&gw[..], &gb[..]])?;
+//! let resumed = StatefulOptimizer::<f32>::from_checkpoint(&opt.save())?;
+//! assert_eq!(resumed.steps(), 1);
+//! # Ok::<(), optkern::Error>(())
+//! ```
+//!
 //! # Whole training steps
 //!
 //! [`Executor::step_many`] steps many tensors (a [`TensorStep`] each) with any [`Optimizer`] in
