@@ -47,6 +47,9 @@ pub fn cosine_decay(step: u64, total_steps: u64, min_factor: f64) -> f64 {
 
 /// Linear warm-up to `base_lr` over `warmup_steps`, then cosine decay to `min_lr` at
 /// `total_steps` (and `min_lr` after): the schedule of most transformer recipes.
+///
+/// Step `k <= warmup_steps` gets `base_lr * k / warmup_steps`; the decay starts from `base_lr`
+/// at the last warm-up step (step 1 without warm-up) and reaches `min_lr` at `total_steps`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct WarmupCosine {
     /// The peak learning rate, reached at the end of the warm-up.
@@ -83,10 +86,43 @@ impl WarmupCosine {
         if step < self.warmup_steps {
             return self.base_lr * linear_warmup(step, self.warmup_steps);
         }
-        let decay_steps = self.total_steps.saturating_sub(self.warmup_steps);
-        let since = step - self.warmup_steps;
+        // The decay starts from base_lr at the last warm-up step (at step 1 without warm-up).
+        let start = self.warmup_steps.max(1);
+        let decay_steps = self.total_steps.saturating_sub(start);
+        let since = step.saturating_sub(start);
         // cosine_decay with the factor applied to the span above min_lr, so that the end
         // is exactly min_lr.
         self.min_lr + (self.base_lr - self.min_lr) * cosine_decay(since, decay_steps, 0.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warm_up_then_cosine() {
+        let s = WarmupCosine::new(2.0, 4, 104, 0.5);
+        let lrs: Vec<f64> = (1..=4).map(|k| s.lr(k)).collect();
+        assert_eq!(lrs, [0.5, 1.0, 1.5, 2.0]);
+        assert!((s.lr(54) - 1.25).abs() < 1e-12, "half way: {}", s.lr(54));
+        assert_eq!(s.lr(104), 0.5);
+        assert_eq!(s.lr(10_000), 0.5);
+        // Decreasing after the warm-up.
+        assert!((5..=104).all(|k| s.lr(k) <= s.lr(k - 1)));
+    }
+
+    #[test]
+    fn without_warm_up_the_first_step_gets_the_base_rate() {
+        let s = WarmupCosine::new(1.0, 0, 101, 0.0);
+        assert_eq!(s.lr(1), 1.0);
+        assert!((s.lr(51) - 0.5).abs() < 1e-12);
+        assert_eq!(s.lr(101), 0.0);
+        // No decay span at all: the minimum after the warm-up.
+        let flat = WarmupCosine::new(1.0, 10, 5, 0.1);
+        assert_eq!((flat.lr(10), flat.lr(11)), (0.1, 0.1));
+        assert_eq!(linear_warmup(3, 0), 1.0);
+        assert_eq!(cosine_decay(0, 0, 0.25), 0.25);
+        assert_eq!(cosine_decay(0, 10, 0.25), 1.0);
     }
 }
