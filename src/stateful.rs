@@ -164,15 +164,7 @@ impl<T: Element> StatefulOptimizer<T> {
     /// Sets the learning rate of the coming steps. Fails, changing nothing, if it is not
     /// finite and `>= 0`.
     pub fn set_lr(&mut self, lr: f64) -> Result<(), Error> {
-        match &mut self.config {
-            Optimizer::Sgd(c) => c.set_lr(lr),
-            Optimizer::Momentum(c) => c.set_lr(lr),
-            Optimizer::Adam(c) => c.set_lr(lr),
-            Optimizer::Rmsprop(c) => c.set_lr(lr),
-            Optimizer::Adagrad(c) => c.set_lr(lr),
-            Optimizer::Lion(c) => c.set_lr(lr),
-            Optimizer::Lamb(c) => c.set_lr(lr),
-        }
+        self.config.set_lr(lr)
     }
 
     /// The learning rate.

@@ -187,17 +187,7 @@ fn object_matches_kernels<W: Element, T: Element, G: Element>(
     for step in 1..=8u64 {
         let lr = base_lr * schedule().lr(step);
         opt.set_lr(lr).unwrap();
-        match &mut hand_config {
-            Optimizer::Sgd(c) => c.set_lr(lr),
-            Optimizer::Momentum(c) => c.set_lr(lr),
-            Optimizer::Adam(c) => c.set_lr(lr),
-            Optimizer::Rmsprop(c) => c.set_lr(lr),
-            Optimizer::Adagrad(c) => c.set_lr(lr),
-            Optimizer::Lion(c) => c.set_lr(lr),
-            Optimizer::Lamb(c) => c.set_lr(lr),
-            _ => unreachable!(),
-        }
-        .unwrap();
+        hand_config.set_lr(lr).unwrap();
         let g = gradients::<G>(11, step);
         let grads: Vec<&[G]> = g.iter().map(|x| &x[..]).collect();
         let mut ws: Vec<&mut [W]> = w_obj.iter_mut().map(|x| &mut x[..]).collect();

@@ -211,6 +211,20 @@ impl Optimizer {
             Optimizer::Lamb(c) => c.lr(),
         }
     }
+
+    /// Changes the learning rate (for a schedule), checking it as the config's own `set_lr`
+    /// does; nothing changes when it fails.
+    pub fn set_lr(&mut self, lr: f64) -> Result<(), Error> {
+        match self {
+            Optimizer::Sgd(c) => c.set_lr(lr),
+            Optimizer::Momentum(c) => c.set_lr(lr),
+            Optimizer::Adam(c) => c.set_lr(lr),
+            Optimizer::Rmsprop(c) => c.set_lr(lr),
+            Optimizer::Adagrad(c) => c.set_lr(lr),
+            Optimizer::Lion(c) => c.set_lr(lr),
+            Optimizer::Lamb(c) => c.set_lr(lr),
+        }
+    }
 }
 
 /// What [`Executor::check_and_step`] found and did.
