@@ -100,8 +100,16 @@ unsafe fn store_f16_x8(dst: *mut u16, values: __m256) {
 unsafe fn load_bf16_x8(src: *const u16) -> __m256 {
     // SAFETY: the caller guarantees `src` is valid for 8 reads (16 bytes, unaligned).
     unsafe {
-        let bits = _mm256_cvtepu16_epi32(_mm_loadu_si128(src.cast()));
-        _mm256_castsi256_ps(_mm256_slli_epi32::<16>(bits))
+        // Both 128-bit halves hold the 8 values; one byte shuffle puts values 0..4 (low half)
+        // and 4..8 (high half) into the top 16 bits of each 32-bit lane, zeroing the rest:
+        // the widened `f32` bits, with one shuffle and no shift.
+        let both = _mm256_broadcastsi128_si256(_mm_loadu_si128(src.cast()));
+        let z = -128i8;
+        let to_top = _mm256_setr_epi8(
+            z, z, 0, 1, z, z, 2, 3, z, z, 4, 5, z, z, 6, 7, //
+            z, z, 8, 9, z, z, 10, 11, z, z, 12, 13, z, z, 14, 15,
+        );
+        _mm256_castsi256_ps(_mm256_shuffle_epi8(both, to_top))
     }
 }
 
@@ -110,18 +118,23 @@ unsafe fn store_bf16_x8(dst: *mut u16, values: __m256) {
     // SAFETY: the caller guarantees `dst` is valid for 8 writes (16 bytes, unaligned).
     unsafe {
         let x = _mm256_castps_si256(values);
-        let high = _mm256_srli_epi32::<16>(x);
-        let lsb = _mm256_and_si256(high, _mm256_set1_epi32(1));
-        let biased = _mm256_add_epi32(_mm256_add_epi32(x, _mm256_set1_epi32(0x7FFF)), lsb);
-        let rounded = _mm256_srli_epi32::<16>(biased);
-        let magnitude = _mm256_and_si256(x, _mm256_set1_epi32(0x7FFF_FFFF));
-        // Signed compare is right: the magnitude is below 2^31.
-        let is_nan = _mm256_cmpgt_epi32(magnitude, _mm256_set1_epi32(0x7F80_0000));
-        let quiet_nan = _mm256_or_si256(high, _mm256_set1_epi32(0x0040));
-        let bits = _mm256_blendv_epi8(rounded, quiet_nan, is_nan);
-        // Every lane is below 2^16, so the saturating pack is exact; it interleaves the two
-        // 128-bit halves, and the permute puts lanes 0..4 and 4..8 side by side again.
-        let packed = _mm256_permute4x64_epi64::<0xD8>(_mm256_packus_epi32(bits, bits));
+        // Round to nearest even: add 0x7FFF, plus 1 when the lowest kept bit (bit 16) is set;
+        // `odd` is all ones then, so subtracting it adds the 1 (a compare, not a shift).
+        let bit16 = _mm256_set1_epi32(0x1_0000);
+        let odd = _mm256_cmpeq_epi32(_mm256_and_si256(x, bit16), bit16);
+        let biased = _mm256_sub_epi32(_mm256_add_epi32(x, _mm256_set1_epi32(0x7FFF)), odd);
+        // A NaN keeps its sign and payload, made quiet, as `half` does; no rounding.
+        let is_nan = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_UNORD_Q>(values, values));
+        let quiet_nan = _mm256_or_si256(x, _mm256_set1_epi32(0x0040_0000));
+        let bits = _mm256_blendv_epi8(biased, quiet_nan, is_nan);
+        // The result is the top 16 bits of each lane: gather them into the low 8 bytes of
+        // each 128-bit half, then bring the two halves' low 8 bytes together.
+        let z = -128i8;
+        let tops = _mm256_setr_epi8(
+            2, 3, 6, 7, 10, 11, 14, 15, z, z, z, z, z, z, z, z, //
+            2, 3, 6, 7, 10, 11, 14, 15, z, z, z, z, z, z, z, z,
+        );
+        let packed = _mm256_permute4x64_epi64::<0x08>(_mm256_shuffle_epi8(bits, tops));
         _mm_storeu_si128(dst.cast(), _mm256_castsi256_si128(packed));
     }
 }

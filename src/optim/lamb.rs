@@ -183,6 +183,11 @@ impl Lamb {
         } else {
             WeightDecay::None
         };
+        let l2 = if self.decoupled {
+            0.0
+        } else {
+            self.weight_decay as f32
+        };
         LambCoefficients {
             input: GradientIn::new(self.maximize, decay, self.lr, scale),
             first: Lerp::new(1.0 - self.beta1),
@@ -193,11 +198,8 @@ impl Lamb {
             bc1: bc1 as f32,
             k: (1.0 / bc2.sqrt()) as f32,
             eps: self.eps as f32,
-            l2: if self.decoupled {
-                0.0
-            } else {
-                self.weight_decay as f32
-            },
+            l2,
+            with_l2: l2 != 0.0,
         }
     }
 }
@@ -282,6 +284,8 @@ pub(crate) struct LambCoefficients {
     k: f32,
     eps: f32,
     l2: f32,
+    /// `l2 != 0`, decided once per call rather than per vector.
+    with_l2: bool,
 }
 
 impl LambCoefficients {
@@ -294,7 +298,7 @@ impl LambCoefficients {
             simd.splat_f32s(self.eps),
         );
         let u = simd.div_f32s(simd.div_f32s(m, simd.splat_f32s(self.bc1)), denom);
-        if self.l2 != 0.0 {
+        if self.with_l2 {
             simd.mul_add_f32s(simd.splat_f32s(self.l2), w, u)
         } else {
             u

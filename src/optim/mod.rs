@@ -69,6 +69,9 @@ pub(crate) struct GradientIn {
     pub(crate) l2: f32,
     /// The decoupled decay factor `1 - lr * wd`; 1 for none.
     pub(crate) decay: f32,
+    scaled: bool,
+    with_l2: bool,
+    decays: bool,
 }
 
 impl GradientIn {
@@ -80,10 +83,15 @@ impl GradientIn {
         lr: f64,
         scale: f64,
     ) -> GradientIn {
+        let sign = (if maximize { -scale } else { scale }) as f32;
+        let (l2, decay) = (weight_decay.l2(), weight_decay.decay_factor(lr));
         GradientIn {
-            sign: (if maximize { -scale } else { scale }) as f32,
-            l2: weight_decay.l2(),
-            decay: weight_decay.decay_factor(lr),
+            sign,
+            l2,
+            decay,
+            scaled: sign != 1.0,
+            with_l2: l2 != 0.0,
+            decays: decay != 1.0,
         }
     }
 
@@ -92,8 +100,12 @@ impl GradientIn {
     /// result is exactly `g` (and an infinite weight does not turn it into NaN).
     #[inline(always)]
     pub(crate) fn gradient<S: Simd>(self, simd: S, g: S::f32s, w: S::f32s) -> S::f32s {
-        let g = simd.mul_f32s(g, simd.splat_f32s(self.sign));
-        if self.l2 != 0.0 {
+        let g = if self.scaled {
+            simd.mul_f32s(g, simd.splat_f32s(self.sign))
+        } else {
+            g
+        };
+        if self.with_l2 {
             simd.mul_add_f32s(simd.splat_f32s(self.l2), w, g)
         } else {
             g
@@ -103,7 +115,7 @@ impl GradientIn {
     /// The weights after decoupled decay, `w * (1 - lr * wd)`; untouched without it.
     #[inline(always)]
     pub(crate) fn decayed<S: Simd>(self, simd: S, w: S::f32s) -> S::f32s {
-        if self.decay != 1.0 {
+        if self.decays {
             simd.mul_f32s(w, simd.splat_f32s(self.decay))
         } else {
             w

@@ -160,6 +160,7 @@ impl Rmsprop {
             centered: self.centered,
             lr: self.lr as f32,
             momentum: self.momentum as f32,
+            with_momentum: self.momentum as f32 > 0.0,
             c,
             a,
         }
@@ -231,6 +232,8 @@ pub(crate) struct RmspropUpdate {
     centered: bool,
     lr: f32,
     momentum: f32,
+    /// `momentum > 0` (in `f32`), decided once per call rather than per vector.
+    with_momentum: bool,
     c: f32,
     a: f32,
 }
@@ -272,7 +275,7 @@ impl RmspropUpdate {
             simd.add_f32s(simd.sqrt_f32s(t), simd.splat_f32s(self.eps))
         };
         let q = simd.div_f32s(g, denom);
-        if self.momentum > 0.0 {
+        if self.with_momentum {
             let buf = simd.mul_add_f32s(
                 simd.splat_f32s(self.c),
                 q,
