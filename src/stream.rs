@@ -295,29 +295,6 @@ where
 
     #[inline(always)]
     fn run<S: Lanes>(self, simd: S) {
-        // Two copies of the loop, one with stochastic rounding and one without, so that the
-        // loop without it carries neither its code nor a test per vector. `walk` is inlined
-        // at both calls, each with a known `rounding`. With no half-precision weights or copy
-        // to round, the first arm is dead and only one copy is compiled.
-        let rounds = W::DTYPE != DType::F32 || C::DTYPE != DType::F32;
-        match self.rounding {
-            Some(key) if rounds => self.walk(simd, Some(key)),
-            _ => self.walk(simd, None),
-        }
-    }
-}
-
-impl<U, W, T, G, C, const N: usize, const R: usize> Elementwise<'_, U, W, T, G, C, N, R>
-where
-    U: Update<N, R>,
-    W: Element,
-    T: Element,
-    G: Element,
-    C: Element,
-{
-    /// The loop over the buffers, storing weights with `rounding` (not `self.rounding`).
-    #[inline(always)]
-    fn walk<S: Lanes>(self, simd: S, rounding: Option<StreamKey>) {
         const { assert!(S::F32_LANES <= MAX_LANES && BLOCK.is_multiple_of(S::F32_LANES)) };
         let lanes = S::F32_LANES;
         let Buffers {
@@ -339,7 +316,7 @@ where
             "buffers of unequal length"
         );
         let has_copy = copy.is_some();
-        let update = self.update;
+        let (update, rounding) = (self.update, self.rounding);
         let body = n - n % lanes;
 
         let mut at = At {
