@@ -2,8 +2,9 @@
 //! `V4`, 16 lanes); and, for the crate's tests, `V3_512b` (16 lanes as two AVX2 halves).
 //!
 //! f16 uses the hardware conversions (`vcvtph2ps`, `vcvtps2ph` with round-to-nearest-even);
-//! bf16 is integer arithmetic: widening is a shift, narrowing adds `0x7FFF` plus the lowest
-//! kept bit and keeps the top half, with NaNs quieted as the reference does. The native
+//! bf16 is integer arithmetic: widening puts the 16 bits in the top half of each lane (a shift
+//! on AVX-512, a byte shuffle on AVX2), narrowing adds `0x7FFF` plus the lowest kept bit and
+//! keeps the top half, with NaNs quieted as the reference does. The native
 //! AVX512_BF16 convert is not used: it flushes subnormals, which would break bit identity.
 
 use core::arch::x86_64::*;
@@ -118,8 +119,8 @@ unsafe fn store_bf16_x8(dst: *mut u16, values: __m256) {
     // SAFETY: the caller guarantees `dst` is valid for 8 writes (16 bytes, unaligned).
     unsafe {
         let x = _mm256_castps_si256(values);
-        // Round to nearest even: add 0x7FFF, plus 1 when the lowest kept bit (bit 16) is set;
-        // `odd` is all ones then, so subtracting it adds the 1 (a compare, not a shift).
+        // Round to nearest even: add 0x7FFF, plus 1 when the lowest kept bit (bit 16) is set
+        // (`odd` is then all ones, and subtracting it adds the 1).
         let bit16 = _mm256_set1_epi32(0x1_0000);
         let odd = _mm256_cmpeq_epi32(_mm256_and_si256(x, bit16), bit16);
         let biased = _mm256_sub_epi32(_mm256_add_epi32(x, _mm256_set1_epi32(0x7FFF)), odd);

@@ -69,8 +69,12 @@ pub(crate) struct GradientIn {
     pub(crate) l2: f32,
     /// The decoupled decay factor `1 - lr * wd`; 1 for none.
     pub(crate) decay: f32,
+    /// `sign != 1`: otherwise the multiply is skipped. `g * 1` is `g` for every value but a
+    /// signaling NaN (which the multiply would quiet), on every backend alike.
     scaled: bool,
+    /// `l2 != 0`.
     with_l2: bool,
+    /// `decay != 1`.
     decays: bool,
 }
 
@@ -97,7 +101,8 @@ impl GradientIn {
 
     /// The gradient as the update uses it: `scale * g + l2 * w` (the L2 term with the weights
     /// before any decay). The L2 term is skipped when its coefficient is 0, so that the
-    /// result is exactly `g` (and an infinite weight does not turn it into NaN).
+    /// result is exactly `g` (and an infinite weight does not turn it into NaN). Which terms
+    /// apply is decided once per call (the fields above), not per vector.
     #[inline(always)]
     pub(crate) fn gradient<S: Simd>(self, simd: S, g: S::f32s, w: S::f32s) -> S::f32s {
         let g = if self.scaled {
