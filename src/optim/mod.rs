@@ -64,11 +64,11 @@ impl WeightDecay {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct GradientIn {
     /// The gradient multiplier: the executor's scale, negated to maximize.
-    pub(crate) sign: f32,
+    sign: f32,
     /// The L2 coefficient; 0 for none.
-    pub(crate) l2: f32,
+    l2: f32,
     /// The decoupled decay factor `1 - lr * wd`; 1 for none.
-    pub(crate) decay: f32,
+    decay: f32,
     /// `sign != 1`: otherwise the multiply is skipped. `g * 1` is `g` for every value but a
     /// signaling NaN (which the multiply would quiet), on every backend alike.
     scaled: bool,
