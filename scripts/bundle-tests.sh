@@ -19,7 +19,7 @@ test_executables --release --tests | while read -r exe; do
 done
 cargo build --release --example compare
 cp target/release/examples/compare "$out/compare"
-cp -r "${OPTKERN_GOLDEN_DIR:-../shared/golden}" "$out/golden"
+cp -r "${OPTKERN_GOLDEN_DIR:-tests/golden}" "$out/golden"
 cat >"$out/run.sh" <<'RUN'
 #!/usr/bin/env bash
 # Runs every bundled test binary; $1 (optional) is the backend the crate must detect.

@@ -3,9 +3,12 @@
 # (it carries the aarch64 standard library, which rustup cannot add here) and runs them under
 # qemu-aarch64 twice: on qemu's default CPU model ("max": NEON with the FP16 and BF16
 # extensions) and on a Cortex-A53 (plain ARMv8.0, no FP16 arithmetic). Each run checks that
-# the crate detected NEON (OPTKERN_EXPECT_BACKEND), and runs the exhaustive conversion tests and
-# the golden trajectories like every other test. Then the comparison example runs on each model
-# (its figures mean nothing under emulation, and it says so).
+# the crate detected NEON (OPTKERN_EXPECT_BACKEND) and runs every test against the scalar
+# oracle, the golden trajectories included, on sampled inputs: the conversion sweeps check a
+# fixed sample of the 2^32 patterns (OPTKERN_CONVERSIONS=sampled; the exhaustive sweep runs
+# natively) and each property test runs OPTKERN_PROPTEST_CASES random cases (default 16 here).
+# Then the comparison example runs on each model (its figures mean nothing under emulation,
+# and it says so).
 #
 # Installs what it needs when missing (Debian packages; idempotent).
 set -euo pipefail
@@ -24,7 +27,6 @@ target=aarch64-unknown-linux-gnu
 export CARGO_TARGET_DIR=target/aarch64
 export RUSTC=/usr/bin/rustc
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
-export OPTKERN_GOLDEN_DIR="${OPTKERN_GOLDEN_DIR:-$PWD/../shared/golden}"
 
 echo "--> $($RUSTC --version), $(qemu-aarch64 --version | head -1)"
 timed "cross build" cargo test --release --target "$target" --tests --no-run
@@ -42,6 +44,8 @@ for cpu in max cortex-a53; do
     timed "tests on $cpu" env CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="$runner" \
         OPTKERN_TEST_RUNNER="$runner" OPTKERN_EXPECT_BACKEND=neon \
         OPTKERN_TEST_BACKENDS="${OPTKERN_TEST_BACKENDS-neon}" \
+        OPTKERN_CONVERSIONS="${OPTKERN_CONVERSIONS-sampled}" \
+        OPTKERN_PROPTEST_CASES="${OPTKERN_PROPTEST_CASES-16}" \
         cargo test --release --target "$target" --tests -- --nocapture
     echo "--> comparison example on qemu-aarch64 -cpu $cpu"
     timed "compare on $cpu" $runner "$CARGO_TARGET_DIR/$target/release/examples/compare" --quick --sizes 4096,65536

@@ -3,7 +3,11 @@
 # and with one that has AVX2, FMA and F16C (Haswell). Each run checks which backend the crate
 # detected (OPTKERN_EXPECT_BACKEND: scalar on Nehalem, avx2 on Haswell), and qemu raises an
 # illegal-instruction signal on any instruction the model lacks, which fails the run: so the
-# dispatch is proven never to execute an instruction the CPU does not have.
+# dispatch is proven never to execute an instruction the CPU does not have. Every test runs,
+# the golden trajectories included, on sampled inputs: the conversion sweeps check a fixed
+# sample of the 2^32 patterns (OPTKERN_CONVERSIONS=sampled; the exhaustive sweep runs natively
+# on every backend the machine has) and each property test runs OPTKERN_PROPTEST_CASES random
+# cases (default 16 here).
 #
 # Installs qemu-user when missing (Debian package; idempotent).
 set -euo pipefail
@@ -11,7 +15,6 @@ cd "$(dirname "$0")/.."
 . scripts/common.sh
 
 ensure "command -v qemu-x86_64" qemu-user
-export OPTKERN_GOLDEN_DIR="${OPTKERN_GOLDEN_DIR:-$PWD/../shared/golden}"
 echo "--> $(qemu-x86_64 --version | head -1)"
 timed "build" cargo test --release --tests --no-run
 mapfile -t binaries < <(test_executables --release --tests)
@@ -29,6 +32,8 @@ for model in Nehalem:scalar Haswell:avx2; do
         log=$(mktemp)
         set +e
         OPTKERN_EXPECT_BACKEND=$expect OPTKERN_TEST_RUNNER="$runner" OPTKERN_TEST_BACKENDS=$expect \
+            OPTKERN_CONVERSIONS="${OPTKERN_CONVERSIONS-sampled}" \
+            OPTKERN_PROPTEST_CASES="${OPTKERN_PROPTEST_CASES-16}" \
             $runner "$binary" --test-threads=2 --nocapture >"$log" 2>&1
         status=$?
         set -e

@@ -1,6 +1,6 @@
 //! Reference trajectories from PyTorch, Keras, lion-pytorch and timm (see the README of the
-//! golden directory): every case file in `OPTKERN_GOLDEN_DIR` (default `../shared/golden`,
-//! relative to the crate) is run step by step on every backend, with each case's
+//! golden directory): every case file in `OPTKERN_GOLDEN_DIR` (default `tests/golden`, the
+//! crate's own copy) is run step by step on every backend, with each case's
 //! hyperparameters mapped onto the crate's configs in general, not case by case.
 //!
 //! Tolerances, from the golden README: f32 weights (after every step) and state (after the
@@ -650,7 +650,7 @@ fn run_case(case: &Case) -> Outcome {
 fn golden_dir() -> PathBuf {
     match std::env::var_os("OPTKERN_GOLDEN_DIR") {
         Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/golden"),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden"),
     }
 }
 
