@@ -68,7 +68,7 @@ fn group<K: Kernel<N>, W: Element, T: Element, G: Element, const N: usize>(
         for backend in Backend::available() {
             let exec = Executor::with_backend(backend)
                 .unwrap()
-                .threads(Threads::Sequential);
+                .with_threads(Threads::Sequential);
             group.bench_with_input(BenchmarkId::new(backend.name(), n), &n, |b, _| {
                 b.iter(|| kernel.step(&exec, &mut w, &mut s, black_box(&g)))
             });

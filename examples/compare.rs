@@ -336,7 +336,9 @@ fn setup<K: Kernel<N>, W: Element, T: Element, G: Element, const N: usize>(
                 } else {
                     Threads::parallel()
                 };
-                let exec = Executor::with_backend(backend).unwrap().threads(policy);
+                let exec = Executor::with_backend(backend)
+                    .unwrap()
+                    .with_threads(policy);
                 results.progress(&format!(
                     "{} {dtype} n={n}: {backend}, {threads} threads",
                     K::NAME

@@ -634,7 +634,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     println!(
         "machine: optkern backend {}, thread policy {:?}, {threads} hardware threads ({}); the state is f32",
         executor.backend(),
-        executor.thread_policy(),
+        executor.threads(),
         optkern::build_info().target,
     );
     println!(

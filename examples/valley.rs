@@ -952,7 +952,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         Ok(options) => options,
         Err(code) => std::process::exit(code),
     };
-    let exec = Executor::new()?.threads(Threads::Sequential);
+    let exec = Executor::new()?.with_threads(Threads::Sequential);
     let problems = problems();
 
     println!(

@@ -20,13 +20,14 @@ done
 cargo build --release --example compare
 cp target/release/examples/compare "$out/compare"
 cp -r "${OPTKERN_GOLDEN_DIR:-tests/golden}" "$out/golden"
+cp -r tests/fixtures "$out/fixtures"
 cat >"$out/run.sh" <<'RUN'
 #!/usr/bin/env bash
 # Runs every bundled test binary; $1 (optional) is the backend the crate must detect.
 cd "$(dirname "$0")"
 echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-), $(nproc) threads"
 echo "avx512 flags: $(grep -m1 -o 'avx512[a-z_0-9]*' /proc/cpuinfo | sort -u | tr '\n' ' ')"
-export OPTKERN_GOLDEN_DIR=$PWD/golden
+export OPTKERN_GOLDEN_DIR=$PWD/golden OPTKERN_FIXTURES_DIR=$PWD/fixtures
 [ -n "${1:-}" ] && export OPTKERN_EXPECT_BACKEND=$1
 status=0
 for t in bin/*; do

@@ -5,8 +5,8 @@ use core::fmt;
 use core::str::FromStr;
 use std::sync::OnceLock;
 
-use crate::Error;
 use crate::arch::Isa;
+use crate::error::Error;
 
 /// An instruction set the kernels can run on.
 ///
@@ -148,12 +148,19 @@ impl Backend {
                 if backend.is_available() {
                     Ok(backend)
                 } else {
-                    Err(Error::BackendUnavailable {
-                        backend,
-                        source: "OPTKERN_BACKEND",
-                    })
+                    Err(backend.unavailable("OPTKERN_BACKEND"))
                 }
             }
+        }
+    }
+
+    /// The error for this backend when the CPU cannot run it, asked for from `source`; it
+    /// carries the list of the backends that can run.
+    pub(crate) fn unavailable(self, source: &'static str) -> Error {
+        Error::BackendUnavailable {
+            backend: self.name(),
+            source,
+            available: Backend::available().iter().map(|b| b.name()).collect(),
         }
     }
 
@@ -233,12 +240,11 @@ mod tests {
             if backend.is_available() {
                 assert_eq!(got, Ok(backend));
             } else {
-                assert_eq!(
-                    got,
-                    Err(Error::BackendUnavailable {
-                        backend,
-                        source: "OPTKERN_BACKEND"
-                    })
+                assert_eq!(got, Err(backend.unavailable("OPTKERN_BACKEND")));
+                let message = got.unwrap_err().to_string();
+                assert!(
+                    message.contains(backend.name()) && message.contains("scalar"),
+                    "{message}"
                 );
             }
         }

@@ -55,38 +55,12 @@ impl core::fmt::Display for DType {
 }
 
 pub(crate) mod sealed {
-    /// Seals [`Element`](super::Element), and gives the crate the bytes of each type (for
-    /// checkpoints): little-endian bit patterns.
-    pub trait Sealed: Sized {
-        /// Appends the value's bits, little-endian.
-        fn put_le(self, out: &mut Vec<u8>);
-        /// The value from its little-endian bits (`bytes` has exactly the type's size).
-        fn get_le(bytes: &[u8]) -> Self;
-    }
-    impl Sealed for f32 {
-        fn put_le(self, out: &mut Vec<u8>) {
-            out.extend_from_slice(&self.to_bits().to_le_bytes());
-        }
-        fn get_le(bytes: &[u8]) -> Self {
-            f32::from_bits(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
-        }
-    }
-    impl Sealed for super::f16 {
-        fn put_le(self, out: &mut Vec<u8>) {
-            out.extend_from_slice(&self.to_bits().to_le_bytes());
-        }
-        fn get_le(bytes: &[u8]) -> Self {
-            super::f16::from_bits(u16::from_le_bytes([bytes[0], bytes[1]]))
-        }
-    }
-    impl Sealed for super::bf16 {
-        fn put_le(self, out: &mut Vec<u8>) {
-            out.extend_from_slice(&self.to_bits().to_le_bytes());
-        }
-        fn get_le(bytes: &[u8]) -> Self {
-            super::bf16::from_bits(u16::from_le_bytes([bytes[0], bytes[1]]))
-        }
-    }
+    /// Seals [`Element`](super::Element): the kernels know how to load and store exactly
+    /// these three types.
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for super::f16 {}
+    impl Sealed for super::bf16 {}
 }
 
 /// An element type a kernel can read and write: `f32`, [`f16`](struct@crate::f16) or [`bf16`].
@@ -103,6 +77,10 @@ pub trait Element:
     fn to_f32(self) -> f32;
     /// Narrows from `f32` with round-to-nearest-even, bit for bit as every backend does.
     fn from_f32(value: f32) -> Self;
+    /// The value's bit pattern (in the low 16 bits for `f16` and `bf16`).
+    fn to_bits32(self) -> u32;
+    /// The value of a bit pattern (the low 16 bits for `f16` and `bf16`).
+    fn from_bits32(bits: u32) -> Self;
 }
 
 impl Element for f32 {
@@ -115,6 +93,14 @@ impl Element for f32 {
     #[inline(always)]
     fn from_f32(value: f32) -> Self {
         value
+    }
+    #[inline(always)]
+    fn to_bits32(self) -> u32 {
+        self.to_bits()
+    }
+    #[inline(always)]
+    fn from_bits32(bits: u32) -> Self {
+        f32::from_bits(bits)
     }
 }
 
@@ -129,6 +115,14 @@ impl Element for f16 {
     fn from_f32(value: f32) -> Self {
         f16::from_bits(f32_to_f16_bits(value))
     }
+    #[inline(always)]
+    fn to_bits32(self) -> u32 {
+        u32::from(self.to_bits())
+    }
+    #[inline(always)]
+    fn from_bits32(bits: u32) -> Self {
+        f16::from_bits(bits as u16)
+    }
 }
 
 impl Element for bf16 {
@@ -141,6 +135,14 @@ impl Element for bf16 {
     #[inline(always)]
     fn from_f32(value: f32) -> Self {
         bf16::from_bits(f32_to_bf16_bits(value))
+    }
+    #[inline(always)]
+    fn to_bits32(self) -> u32 {
+        u32::from(self.to_bits())
+    }
+    #[inline(always)]
+    fn from_bits32(bits: u32) -> Self {
+        bf16::from_bits(bits as u16)
     }
 }
 
@@ -297,4 +299,19 @@ mod tests {
         assert_eq!(f32_to_bf16_bits(f32::from_bits(0x7F80_0001)), 0x7FC0);
         assert_eq!(f32_to_bf16_bits(f32::from_bits(0xFF81_2345)), 0xFFC1);
     }
+}
+
+/// A buffer aligned to the 64-byte cache line, as [`zeroed`] returns.
+pub type AlignedBuffer<E> = aligned_vec::AVec<E, aligned_vec::ConstAlign<64>>;
+
+/// A zero-filled buffer of `len` elements starting on a cache line: the natural allocation for
+/// optimizer state. (Any slice works with the kernels; alignment only helps speed.)
+///
+/// ```
+/// let v = optkern::zeroed::<optkern::bf16>(1000);
+/// assert_eq!(v.len(), 1000);
+/// assert_eq!(v.as_ptr() as usize % 64, 0);
+/// ```
+pub fn zeroed<E: Element>(len: usize) -> AlignedBuffer<E> {
+    AlignedBuffer::from_iter(64, core::iter::repeat_n(E::ZERO, len))
 }

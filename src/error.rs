@@ -1,8 +1,11 @@
-//! The crate's error type.
+//! The crate's error types: [`Error`], and [`CheckpointError`] inside it.
+//!
+//! The bottom layer of the crate: this module uses nothing else of it, so that every other
+//! module can return its errors.
 
 use core::fmt;
 
-use crate::Backend;
+use crate::element::DType;
 
 /// Why a call was refused. A call that returns an error has written nothing.
 #[derive(Clone, Debug, PartialEq)]
@@ -83,13 +86,15 @@ pub enum Error {
         expected: usize,
     },
     /// A checkpoint was refused.
-    Checkpoint(crate::checkpoint::CheckpointError),
+    Checkpoint(CheckpointError),
     /// The backend asked for cannot run on this CPU.
     BackendUnavailable {
-        /// The backend asked for.
-        backend: Backend,
+        /// The name of the backend asked for (as [`Backend::name`](crate::Backend::name)).
+        backend: &'static str,
         /// Where it was asked for: `"explicit choice"` or `"OPTKERN_BACKEND"`.
         source: &'static str,
+        /// The backends this CPU can run, best first, when the error was made.
+        available: Vec<&'static str>,
     },
     /// A backend name (in `OPTKERN_BACKEND` or given to `Backend::from_str`) that names no
     /// backend.
@@ -173,14 +178,14 @@ impl fmt::Display for Error {
                 "tensor {tensor} has {len} elements, but the optimizer's state was made for {expected}"
             ),
             Error::Checkpoint(error) => write!(f, "{error}"),
-            Error::BackendUnavailable { backend, source } => write!(
+            Error::BackendUnavailable {
+                backend,
+                source,
+                available,
+            } => write!(
                 f,
                 "backend {backend} ({source}) cannot run on this CPU; available: {}",
-                Backend::available()
-                    .iter()
-                    .map(|b| b.name())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                available.join(", ")
             ),
             Error::UnknownBackend { name } => write!(
                 f,
@@ -190,7 +195,186 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::InTensor { error, .. } => Some(&**error),
+            Error::Checkpoint(error) => Some(error),
+            _ => None,
+        }
+    }
+}
+
+/// Why a checkpoint was refused (inside [`Error::Checkpoint`]). The optimizer it was loaded
+/// into is left exactly as it was.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum CheckpointError {
+    /// The file does not start with the checkpoint magic bytes.
+    NotACheckpoint,
+    /// The file has a format version this crate cannot read.
+    UnsupportedVersion {
+        /// The version in the file.
+        found: u32,
+        /// The version this crate reads.
+        supported: u32,
+    },
+    /// The file is shorter than its header says (or than a header).
+    Truncated {
+        /// Bytes present.
+        len: usize,
+        /// Bytes the header announces (at least the header's size when it is itself cut).
+        expected: u64,
+    },
+    /// The file is longer than its header says.
+    TrailingBytes {
+        /// Bytes present.
+        len: usize,
+        /// Bytes the header announces.
+        expected: u64,
+    },
+    /// The stored checksum does not match the content: the file is corrupted.
+    ChecksumMismatch {
+        /// The checksum in the file.
+        stored: u32,
+        /// The checksum of the content.
+        computed: u32,
+    },
+    /// The content is inconsistent although the checksum matches (a file not written by
+    /// this crate, or by a faulty writer).
+    Malformed {
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// The saved config is not a valid config.
+    InvalidConfig {
+        /// What its validation says.
+        error: Box<Error>,
+    },
+    /// The file holds another optimizer's state.
+    OptimizerMismatch {
+        /// The optimizer in the file.
+        file: &'static str,
+        /// The optimizer it was loaded into.
+        expected: &'static str,
+    },
+    /// The file's state has another element type.
+    DTypeMismatch {
+        /// The type in the file.
+        file: DType,
+        /// The optimizer's state type.
+        expected: DType,
+    },
+    /// The file's state was made for a model with another number of tensors.
+    TensorCountMismatch {
+        /// Tensors in the file.
+        file: usize,
+        /// Tensors of the optimizer's model.
+        expected: usize,
+    },
+    /// The file's state was made for a tensor of another length.
+    TensorLengthMismatch {
+        /// The tensor's position.
+        tensor: usize,
+        /// Its length in the file.
+        file: usize,
+        /// Its length in the optimizer's model.
+        expected: usize,
+    },
+}
+
+impl fmt::Display for CheckpointError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CheckpointError::NotACheckpoint => {
+                f.write_str("not an optkern checkpoint (the magic bytes are missing)")
+            }
+            CheckpointError::UnsupportedVersion { found, supported } => write!(
+                f,
+                "checkpoint format version {found} is not supported (this crate reads version {supported})"
+            ),
+            CheckpointError::Truncated { len, expected } => write!(
+                f,
+                "the checkpoint is truncated: {len} bytes, expected {expected}"
+            ),
+            CheckpointError::TrailingBytes { len, expected } => write!(
+                f,
+                "the checkpoint has trailing bytes: {len} bytes, expected {expected}"
+            ),
+            CheckpointError::ChecksumMismatch { stored, computed } => write!(
+                f,
+                "the checkpoint is corrupted: stored checksum {stored:#010x}, content gives {computed:#010x}"
+            ),
+            CheckpointError::Malformed { reason } => {
+                write!(f, "the checkpoint is malformed: {reason}")
+            }
+            CheckpointError::InvalidConfig { error } => {
+                write!(f, "the checkpoint's config is invalid: {error}")
+            }
+            CheckpointError::OptimizerMismatch { file, expected } => write!(
+                f,
+                "the checkpoint holds {file} state, but the optimizer is {expected}"
+            ),
+            CheckpointError::DTypeMismatch { file, expected } => write!(
+                f,
+                "the checkpoint's state is {file}, but the optimizer keeps its state in {expected}"
+            ),
+            CheckpointError::TensorCountMismatch { file, expected } => write!(
+                f,
+                "the checkpoint has state for {file} tensors, but the optimizer's model has {expected}"
+            ),
+            CheckpointError::TensorLengthMismatch {
+                tensor,
+                file,
+                expected,
+            } => write!(
+                f,
+                "the checkpoint's tensor {tensor} has {file} elements, but the optimizer's has {expected}"
+            ),
+        }
+    }
+}
+
+impl From<CheckpointError> for Error {
+    fn from(error: CheckpointError) -> Error {
+        Error::Checkpoint(error)
+    }
+}
+
+impl std::error::Error for CheckpointError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            CheckpointError::InvalidConfig { error } => Some(&**error),
+            _ => None,
+        }
+    }
+}
+
+impl Error {
+    /// The same error, naming `name` as the call that was refused (for a call that delegates
+    /// to another).
+    pub(crate) fn in_call(self, name: &'static str) -> Error {
+        match self {
+            Error::LengthMismatch {
+                buffer,
+                len,
+                expected,
+                ..
+            } => Error::LengthMismatch {
+                call: name,
+                buffer,
+                len,
+                expected,
+            },
+            Error::StateBuffer { buffer, needed, .. } => Error::StateBuffer {
+                call: name,
+                buffer,
+                needed,
+            },
+            other => other,
+        }
+    }
+}
 
 /// Checks that `value` is finite and `>= 0`.
 pub(crate) fn non_negative(name: &'static str, value: f64) -> Result<(), Error> {

@@ -1,51 +1,16 @@
-//! [`Executor`]: which backend runs a call, and how it is split across threads.
+//! [`Executor`]: which backend runs a call and how it is split across threads; the
+//! single-tensor calls of every optimizer (generated from the registry), the many-tensor step,
+//! the checked mixed-precision step, the gradient norm and conversions.
 
-use crate::arch::Isa;
+use crate::backend::Backend;
+use crate::driver::{Context, TensorStep};
 use crate::element::Element;
-use crate::error::same_len;
-use crate::parallel::{Split, for_each_chunk, for_each_chunk_many};
-use crate::reduce::{blocks, pairwise_sum};
-use crate::rounding::StreamKey;
-use crate::stream::{Buffers, Convert, Elementwise, SquareSums, Update};
-use crate::{Backend, Error};
-
-/// How a call is spread over threads.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Threads {
-    /// Everything runs on the calling thread.
-    Sequential,
-    /// Buffers of at least `min_len` elements are split into chunks of at least `min_chunk`
-    /// elements (rounded up to a multiple of 64) and run on the current rayon pool: the global
-    /// pool, or the one a caller entered with `pool.install(..)`. Smaller buffers run on the
-    /// calling thread, where spawning would cost more than it saves.
-    Parallel {
-        /// Below this many elements, the call stays on the calling thread.
-        min_len: usize,
-        /// No chunk is smaller than this many elements (except the last one).
-        min_chunk: usize,
-    },
-}
-
-impl Threads {
-    /// The default threshold: below this many elements a call stays on the calling thread.
-    pub const DEFAULT_MIN_LEN: usize = 1 << 16;
-    /// The default smallest chunk handed to a thread.
-    pub const DEFAULT_MIN_CHUNK: usize = 1 << 14;
-
-    /// Parallel with the default thresholds.
-    pub const fn parallel() -> Threads {
-        Threads::Parallel {
-            min_len: Self::DEFAULT_MIN_LEN,
-            min_chunk: Self::DEFAULT_MIN_CHUNK,
-        }
-    }
-}
-
-impl Default for Threads {
-    fn default() -> Self {
-        Threads::parallel()
-    }
-}
+use crate::error::{Error, positive, same_len};
+use crate::optim::OptimizerConfig;
+use crate::optim::registry::{Optimizer, registry};
+use crate::parallel::Threads;
+use crate::reduce::{GradNorm, clip_coefficient};
+use crate::rounding::StochasticRounding;
 
 /// Runs the kernels on a chosen backend with a chosen thread policy.
 ///
@@ -56,81 +21,35 @@ impl Default for Threads {
 /// ```
 /// use optkern::{Backend, Executor, Momentum, Threads};
 ///
-/// let exec = Executor::with_backend(Backend::Scalar)?.threads(Threads::Sequential);
+/// let exec = Executor::with_backend(Backend::Scalar)?.with_threads(Threads::Sequential);
 /// let config = Momentum::heavy_ball(0.1, 0.9).build()?;
 /// let (mut w, mut v, g) = (vec![1.0f32; 100], vec![0.0f32; 100], vec![0.5f32; 100]);
 /// exec.momentum_step(&mut w, &mut v, &g, &config, 1)?;
 /// assert_eq!(w[0], 1.0 - 0.1 * 0.5);
 /// # Ok::<(), optkern::Error>(())
 /// ```
+///
+/// Its options follow the crate's naming rule: `with_*` returns a changed copy, the bare noun
+/// reads the option back (`with_threads` / `threads`, `with_grad_scale` / `grad_scale`,
+/// `with_stochastic_rounding` / `stochastic_rounding`).
 #[derive(Clone, Copy, Debug)]
 pub struct Executor {
     backend: Backend,
-    isa: Isa,
-    threads: Threads,
-    grad_scale: f64,
-    rounding: Option<StochasticRounding>,
+    ctx: Context,
 }
 
-/// Stochastic rounding of bf16 and f16 weights (see [`crate::rounding`]): the seed of the random
-/// stream, and the global index of the first element of a single-tensor call (a multi-tensor
-/// call numbers its tensors' elements one after the other from there).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct StochasticRounding {
-    /// The seed of the random stream.
-    pub seed: u64,
-    /// The global index of the first element.
-    pub index_base: u64,
-}
-
-/// The result of [`Executor::grad_norm`]: the L2 norm of a set of gradients, computed the same
-/// way (and with the same bits) on every backend, vector width, chunking and thread count.
-///
-/// The fixed blocking that makes it so:
-///
-/// - A buffer is cut into blocks of 2048 elements from its start (the last may be shorter).
-///   Chunks handed to threads start on block boundaries.
-/// - Within a block, element `j` is added to accumulator `j % 16` in `f64`, in order: sixteen
-///   "virtual lanes" whatever the backend's real width. The square of an `f32` is exact in
-///   `f64`, so each step is one correctly rounded addition.
-/// - A block's sum is the pairwise sum of its sixteen accumulators; a buffer's sum is the
-///   pairwise sum of its block sums, in block order; a set of buffers is the pairwise sum of
-///   their sums, in their order (pairwise: halve at `len / 2`, sum each half, add).
-///
-/// The error is below `(128 + log2(n)) * 2^-53` of the sum of squares for `n` elements, far
-/// below what matters for clipping; the sum of squares of finite `f32` values cannot overflow.
+/// What [`Executor::check_and_step`] found and did.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct GradNorm {
-    sum_of_squares: f64,
-}
-
-impl GradNorm {
-    /// The L2 norm (infinite or NaN when a gradient value is).
-    pub fn norm(&self) -> f64 {
-        self.sum_of_squares.sqrt()
-    }
-
-    /// The sum of the squares of every value.
-    pub fn sum_of_squares(&self) -> f64 {
-        self.sum_of_squares
-    }
-
-    /// Whether every value was finite (the sum of squares of finite `f32` values cannot
-    /// overflow an `f64`, so this is exactly "no infinity and no NaN").
-    pub fn is_finite(&self) -> bool {
-        self.sum_of_squares.is_finite()
-    }
-
-    /// PyTorch's clipping coefficient for `clip_grad_norm_(max_norm)`:
-    /// `min(1, max_norm / (norm + 1e-6))`.
-    pub fn clip_coefficient(&self, max_norm: f64) -> f64 {
-        clip_coefficient(self.norm(), max_norm)
-    }
-}
-
-/// PyTorch's clipping coefficient for a gradient norm `norm`: `min(1, max_norm / (norm + 1e-6))`.
-pub(crate) fn clip_coefficient(norm: f64, max_norm: f64) -> f64 {
-    (max_norm / (norm + 1e-6)).min(1.0)
+pub struct StepReport {
+    /// The norm of the gradients as given (before any multiplier), when the step computed it
+    /// ([`Executor::check_and_step`] always does).
+    pub grad_norm: Option<GradNorm>,
+    /// Whether the update ran: `false` when a gradient value was infinite or NaN (then nothing
+    /// was written).
+    pub applied: bool,
+    /// The gradient multiplier the update used: the executor's (the inverse loss scale)
+    /// times the clipping coefficient; 0 when skipped.
+    pub multiplier: f64,
 }
 
 impl Executor {
@@ -142,32 +61,39 @@ impl Executor {
 
     /// A chosen backend, with the default thread policy. Fails if the CPU cannot run it.
     pub fn with_backend(backend: Backend) -> Result<Executor, Error> {
-        let isa = backend.isa().ok_or(Error::BackendUnavailable {
-            backend,
-            source: "explicit choice",
-        })?;
+        let isa = backend
+            .isa()
+            .ok_or_else(|| backend.unavailable("explicit choice"))?;
         Ok(Executor {
             backend,
-            isa,
-            threads: Threads::default(),
-            grad_scale: 1.0,
-            rounding: None,
+            ctx: Context {
+                isa,
+                threads: Threads::default(),
+                grad_scale: 1.0,
+                rounding: None,
+            },
         })
     }
 
     /// The same executor with another thread policy.
-    pub fn threads(self, threads: Threads) -> Executor {
-        Executor { threads, ..self }
+    pub fn with_threads(self, threads: Threads) -> Executor {
+        Executor {
+            ctx: Context {
+                threads,
+                ..self.ctx
+            },
+            ..self
+        }
     }
 
     /// The same executor, multiplying every gradient value by `scale` as it is read (the
     /// inverse loss scale times a clipping coefficient, say): the gradient buffers are not
     /// written. The multiplier is rounded once to `f32` (with the sign of `maximize` folded
     /// in). Fails if `scale` is not finite.
-    pub fn grad_scale(self, scale: f64) -> Result<Executor, Error> {
+    pub fn with_grad_scale(self, scale: f64) -> Result<Executor, Error> {
         if scale.is_finite() {
             Ok(Executor {
-                grad_scale: scale,
+                ctx: self.ctx.with_grad_scale(scale),
                 ..self
             })
         } else {
@@ -179,21 +105,37 @@ impl Executor {
         }
     }
 
-    /// The gradient multiplier (1 unless set with [`Executor::grad_scale`]).
-    pub fn gradient_multiplier(&self) -> f64 {
-        self.grad_scale
-    }
-
     /// The same executor, storing bf16 and f16 weights (and model copies) with stochastic
     /// rounding (`Some`) or with round-to-nearest-even (`None`, the default). The random bits
     /// depend on the seed, the step and each element's index only.
-    pub fn stochastic_rounding(self, rounding: Option<StochasticRounding>) -> Executor {
-        Executor { rounding, ..self }
+    pub fn with_stochastic_rounding(self, rounding: Option<StochasticRounding>) -> Executor {
+        Executor {
+            ctx: Context {
+                rounding,
+                ..self.ctx
+            },
+            ..self
+        }
+    }
+
+    /// The backend that runs the kernels.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The thread policy.
+    pub fn threads(&self) -> Threads {
+        self.ctx.threads
+    }
+
+    /// The gradient multiplier (1 unless set with [`Executor::with_grad_scale`]).
+    pub fn grad_scale(&self) -> f64 {
+        self.ctx.grad_scale
     }
 
     /// The stochastic rounding in use, if any.
-    pub fn rounding(&self) -> Option<StochasticRounding> {
-        self.rounding
+    pub fn stochastic_rounding(&self) -> Option<StochasticRounding> {
+        self.ctx.rounding
     }
 
     /// The L2 norm of all of `grads` together, and whether any value is infinite or NaN: one
@@ -212,28 +154,7 @@ impl Executor {
     /// # Ok::<(), optkern::Error>(())
     /// ```
     pub fn grad_norm<G: Element>(&self, grads: &[&[G]]) -> GradNorm {
-        let mut sums: Vec<Vec<f64>> = grads.iter().map(|g| vec![0.0; blocks(g.len())]).collect();
-        let items: Vec<SquareSums<'_, G>> = grads
-            .iter()
-            .zip(&mut sums)
-            .map(|(g, s)| SquareSums { g, sums: s })
-            .collect();
-        let isa = self.isa;
-        for_each_chunk_many(items, self.threads, &|chunk| isa.run(chunk));
-        let per_tensor: Vec<f64> = sums.iter().map(|s| pairwise_sum(s)).collect();
-        GradNorm {
-            sum_of_squares: pairwise_sum(&per_tensor),
-        }
-    }
-
-    /// The backend that runs the kernels.
-    pub fn backend(&self) -> Backend {
-        self.backend
-    }
-
-    /// The thread policy.
-    pub fn thread_policy(&self) -> Threads {
-        self.threads
+        self.ctx.grad_norm(grads)
     }
 
     /// Converts `src` into `dst`, element by element: widening to `f32` is exact, narrowing
@@ -250,67 +171,232 @@ impl Executor {
     /// ```
     pub fn convert<A: Element, B: Element>(&self, src: &[A], dst: &mut [B]) -> Result<(), Error> {
         same_len("convert", "destination", dst.len(), src.len())?;
-        let isa = self.isa;
-        for_each_chunk(Convert { src, dst }, self.threads, &|chunk| isa.run(chunk));
+        self.ctx.convert(src, dst);
         Ok(())
     }
 
-    /// The stream key of stochastic rounding at `step`, if it is on.
-    pub(crate) fn rounding_key(&self, step: u64) -> Option<StreamKey> {
-        self.rounding.map(|r| StreamKey::new(r.seed, step))
+    /// One step of `optimizer` on every tensor of `tensors`.
+    ///
+    /// The tensors are cut into balanced chunks across all of them (whole small tensors,
+    /// pieces of large ones) that spread over the threads together: one parallel region per
+    /// pass over memory (one for the elementwise optimizers; LAMB makes two, and a third for
+    /// its `max_grad_norm`). Each element gets the bits that the single-tensor call would give
+    /// it, on every backend and thread count. With stochastic rounding, elements are numbered
+    /// one tensor after the other from [`StochasticRounding::index_base`]: tensor `k` stepped
+    /// alone with an `index_base` of the lengths of the tensors before it (plus the base) gets
+    /// the same bits. The model copies get the new weights rounded to their type. For LAMB the
+    /// trust ratio is per tensor and the clipping by `max_grad_norm` uses the norm of all the
+    /// gradients together. `step` counts from 1.
+    ///
+    /// Fails, writing nothing, if `step` is 0 or a tensor has the wrong number of state
+    /// buffers or a buffer of the wrong length ([`Error::InTensor`] says which).
+    ///
+    /// ```
+    /// use optkern::{Adam, Executor, Optimizer, TensorStep};
+    ///
+    /// let adam: Optimizer = Adam::builder(1e-3).build()?.into();
+    /// let (mut w1, mut m1, mut v1, g1) = (vec![1.0f32; 300], vec![0.0f32; 300], vec![0.0f32; 300], vec![0.5f32; 300]);
+    /// let (mut w2, mut m2, mut v2, g2) = (vec![2.0f32; 70], vec![0.0f32; 70], vec![0.0f32; 70], vec![-1.0f32; 70]);
+    /// let mut tensors = vec![
+    ///     TensorStep::new(&mut w1, vec![&mut m1[..], &mut v1[..]], &g1),
+    ///     TensorStep::new(&mut w2, vec![&mut m2[..], &mut v2[..]], &g2),
+    /// ];
+    /// Executor::new()?.step_many(&mut tensors, &adam, 1)?;
+    /// drop(tensors);
+    /// assert!(w1[0] < 1.0 && w2[0] > 2.0);
+    /// # Ok::<(), optkern::Error>(())
+    /// ```
+    pub fn step_many<W: Element, T: Element, G: Element, C: Element>(
+        &self,
+        tensors: &mut [TensorStep<'_, W, T, G, C>],
+        optimizer: &Optimizer,
+        step: u64,
+    ) -> Result<(), Error> {
+        check_many(tensors, optimizer, step)?;
+        optimizer.step_many(&self.ctx, tensors, step);
+        Ok(())
     }
 
-    /// Runs an elementwise update over buffers whose lengths the caller has checked; one tensor.
-    pub(crate) fn run_elementwise<U, W, T, G, C, const N: usize, const R: usize>(
+    /// The common mixed-precision step: computes the norm of all the gradients (one read
+    /// pass); if any value is infinite or NaN, returns without writing anything; otherwise
+    /// steps every tensor with the executor's gradient multiplier times, when `max_norm` is
+    /// given, PyTorch's clipping coefficient `min(1, max_norm / (norm + 1e-6))` of the
+    /// multiplied gradients' norm (as `clip_grad_norm_` after unscaling). Two passes over the
+    /// gradients in all, one over everything else.
+    ///
+    /// ```
+    /// use optkern::{Executor, Momentum, Optimizer, TensorStep};
+    ///
+    /// let sgd: Optimizer = Momentum::heavy_ball(0.1, 0.9).build()?.into();
+    /// let (mut w, mut v) = (vec![1.0f32; 4], vec![0.0f32; 4]);
+    /// let g = vec![1024.0f32, 0.0, 0.0, f32::INFINITY]; // loss scale 1024, overflowed
+    /// let exec = Executor::new()?.with_grad_scale(1.0 / 1024.0)?;
+    /// let report = exec.check_and_step(&mut [TensorStep::new(&mut w, vec![&mut v[..]], &g)], &sgd, 1, Some(1.0))?;
+    /// assert!(!report.applied);
+    /// assert_eq!(w, [1.0; 4]);
+    /// # Ok::<(), optkern::Error>(())
+    /// ```
+    pub fn check_and_step<W: Element, T: Element, G: Element, C: Element>(
         &self,
-        update: U,
-        mut buffers: Buffers<'_, W, T, G, C, N, R>,
+        tensors: &mut [TensorStep<'_, W, T, G, C>],
+        optimizer: &Optimizer,
         step: u64,
-    ) where
-        U: Update<N, R>,
-        W: Element,
-        T: Element,
-        G: Element,
-        C: Element,
-    {
-        let isa = self.isa;
-        buffers.index = self.rounding.map_or(0, |r| r.index_base);
-        let kernel = Elementwise {
-            update,
-            buffers,
-            rounding: self.rounding_key(step),
-        };
-        for_each_chunk(kernel, self.threads, &|kernel| isa.run(kernel));
-    }
-
-    /// Runs elementwise kernels over many tensors in one parallel region. Each kernel's
-    /// buffers get their global index (for stochastic rounding) here, one tensor after the
-    /// other.
-    pub(crate) fn run_elementwise_many<U, W, T, G, C, const N: usize, const R: usize>(
-        &self,
-        mut kernels: Vec<Elementwise<'_, U, W, T, G, C, N, R>>,
-        step: u64,
-    ) where
-        U: Update<N, R>,
-        W: Element,
-        T: Element,
-        G: Element,
-        C: Element,
-    {
-        let isa = self.isa;
-        let mut index = self.rounding.map_or(0, |r| r.index_base);
-        let key = self.rounding_key(step);
-        for kernel in &mut kernels {
-            kernel.buffers.index = index;
-            kernel.rounding = key;
-            index += kernel.len() as u64;
+        max_norm: Option<f64>,
+    ) -> Result<StepReport, Error> {
+        if let Some(max) = max_norm {
+            positive("max_norm", max)?;
         }
-        for_each_chunk_many(kernels, self.threads, &|kernel| isa.run(kernel));
+        check_many(tensors, optimizer, step)?;
+        let grads: Vec<&[G]> = tensors.iter().map(|t| t.grad).collect();
+        let grad_norm = self.grad_norm(&grads);
+        if !grad_norm.is_finite() {
+            return Ok(StepReport {
+                grad_norm: Some(grad_norm),
+                applied: false,
+                multiplier: 0.0,
+            });
+        }
+        let scale = self.ctx.grad_scale;
+        let clip = match max_norm {
+            Some(max) => clip_coefficient(grad_norm.norm() * scale.abs(), max),
+            None => 1.0,
+        };
+        let multiplier = scale * clip;
+        // Finite: the scale is finite and the coefficient is in (0, 1].
+        optimizer.step_many(&self.ctx.with_grad_scale(multiplier), tensors, step);
+        Ok(StepReport {
+            grad_norm: Some(grad_norm),
+            applied: true,
+            multiplier,
+        })
+    }
+
+    /// One tensor: checks its named state buffers (`given`, in the optimizer's order; `None`
+    /// for an optional one left out) against what `config` uses, then every length, then steps
+    /// it. Nothing is written when a check fails.
+    ///
+    /// Generic over the config type, not the [`Optimizer`] enum, so that each call compiles
+    /// only its own optimizer's kernels.
+    fn step_one<W: Element, T: Element, G: Element, O: OptimizerConfig>(
+        &self,
+        call: &'static str,
+        w: &mut [W],
+        given: &mut [(&'static str, Option<&mut [T]>)],
+        g: &[G],
+        config: &O,
+        step: u64,
+    ) -> Result<(), Error> {
+        let names = config.state_buffers();
+        for (name, buffer) in given.iter() {
+            let needed = names.contains(name);
+            if needed != buffer.is_some() {
+                return Err(Error::StateBuffer {
+                    call,
+                    buffer: name,
+                    needed,
+                });
+            }
+        }
+        if let Some(missing) = names.iter().find(|n| !given.iter().any(|(g, _)| g == *n)) {
+            return Err(Error::StateBuffer {
+                call,
+                buffer: missing,
+                needed: true,
+            });
+        }
+        if step == 0 {
+            return Err(Error::InvalidStep);
+        }
+        let state = given.iter_mut().filter_map(|(_, b)| b.take()).collect();
+        let mut tensor = [TensorStep::new(w, state, g)];
+        tensor[0].check(call, names)?;
+        config.step_many(&self.ctx, &mut tensor, step);
+        Ok(())
     }
 }
 
-/// The default executor, for the free functions; panics with the error's message if
-/// `OPTKERN_BACKEND` is invalid.
-pub(crate) fn default_executor() -> Executor {
-    Executor::new().unwrap_or_else(|e| panic!("optkern: {e}"))
+/// Checks everything [`Executor::step_many`] checks.
+fn check_many<W: Element, T: Element, G: Element, C: Element>(
+    tensors: &[TensorStep<'_, W, T, G, C>],
+    optimizer: &Optimizer,
+    step: u64,
+) -> Result<(), Error> {
+    if step == 0 {
+        return Err(Error::InvalidStep);
+    }
+    let names = optimizer.state_buffers();
+    for (index, tensor) in tensors.iter().enumerate() {
+        tensor
+            .check("step_many", names)
+            .map_err(|error| Error::InTensor {
+                index,
+                error: Box::new(error),
+            })?;
+    }
+    Ok(())
 }
+
+/// Writes the executor's single-tensor call of every optimizer from the registry.
+macro_rules! executor_calls {
+    ($(
+        $(#[$vdoc:meta])*
+        $variant:ident($config:path) = $code:literal, $name:literal {
+            $(
+                $(#[$doc:meta])*
+                fn $call:ident / $try_call:ident ($w:ident; $($s:ident),*; $($o:ident),*; $g:ident)
+                    $(#[$qdoc:meta])*
+                    quick $quick:ident ($($qa:ident: $qty:ty),*)
+                    [$($typed:ident / $try_typed:ident: $t:ident),+];
+            )+
+        }
+    )+) => {
+        impl Executor {$($(
+            executor_calls!(@call [$(#[$doc])*] $call, $config, $w; $($s),*; $($o),*; $g);
+        )+)+}
+    };
+    (@call [$(#[$doc:meta])*] $call:ident, $config:path, $w:ident; ; ; $g:ident) => {
+        $(#[$doc])*
+        ///
+        /// On this executor's backend and threads, for weights and gradient of any element
+        /// types; `step` counts from 1. Fails, writing nothing, if a length differs or `step`
+        /// is 0.
+        pub fn $call<W: Element, G: Element>(
+            &self,
+            $w: &mut [W],
+            $g: &[G],
+            config: &$config,
+            step: u64,
+        ) -> Result<(), Error> {
+            self.step_one::<W, f32, G, _>(stringify!($call), $w, &mut [], $g, config, step)
+        }
+    };
+    (@call [$(#[$doc:meta])*] $call:ident, $config:path, $w:ident; $($s:ident),*; $($o:ident),*; $g:ident) => {
+        $(#[$doc])*
+        ///
+        /// On this executor's backend and threads, for buffers of any element types (the
+        /// state buffers all of one type); `step` counts from 1. Fails, writing nothing, if a
+        /// length differs, the state buffers given are not those the config uses, or `step`
+        /// is 0.
+        #[allow(clippy::too_many_arguments)]
+        pub fn $call<W: Element, T: Element, G: Element>(
+            &self,
+            $w: &mut [W],
+            $($s: &mut [T],)*
+            $($o: Option<&mut [T]>,)*
+            $g: &[G],
+            config: &$config,
+            step: u64,
+        ) -> Result<(), Error> {
+            self.step_one(
+                stringify!($call),
+                $w,
+                &mut [$((stringify!($s), Some($s)),)* $((stringify!($o), $o),)*],
+                $g,
+                config,
+                step,
+            )
+        }
+    };
+}
+
+registry!(executor_calls);

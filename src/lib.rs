@@ -33,7 +33,9 @@
 //!   the learning rate inside the velocity that TensorFlow/Keras use, and the moving-average
 //!   form; [`Adam`] (Adam, AdamW, AMSGrad, with PyTorch's or Keras' epsilon), [`Rmsprop`],
 //!   [`Adagrad`] follow PyTorch (with Keras' options where it differs), [`Lion`] follows the
-//!   paper and lion-pytorch, [`Lamb`] follows timm. Each module documents its formula and its order of operations.
+//!   paper and lion-pytorch, [`Lamb`] follows timm, [`Adamax`] follows PyTorch. Each optimizer's
+//!   module ([`optim`]) documents its formula, its order of operations, its state buffers and
+//!   its checkpoint record.
 //! - **Nothing is written by a call that fails.** Lengths and hyperparameters are checked first.
 //!   Calls that panic on bad input have a `try_` twin returning [`Error`].
 //!
@@ -58,11 +60,26 @@
 //! # Whole training steps
 //!
 //! [`Executor::step_many`] steps many tensors (a [`TensorStep`] each) with any [`Optimizer`] in
-//! one parallel region, optionally writing a bf16/f16 model copy of `f32` master weights in the
-//! same pass. [`Executor::grad_scale`] folds a gradient multiplier into any step,
+//! one parallel region per pass over memory, optionally writing a bf16/f16 model copy of `f32`
+//! master weights in the same pass. [`Executor::with_grad_scale`] folds a gradient multiplier
+//! into any step,
 //! [`Executor::grad_norm`] is a deterministic global norm with a non-finite check, and
 //! [`Executor::check_and_step`] combines them into the usual loss-scaled, clipped step.
-//! [`Executor::stochastic_rounding`] rounds bf16/f16 weights stochastically (see [`rounding`]).
+//! [`Executor::with_stochastic_rounding`] rounds bf16/f16 weights stochastically (see
+//! [`rounding`]).
+//!
+//! # Naming
+//!
+//! For every optimizer `X`: `X_step(buffers.., &config, step)` is the configured call for
+//! buffers of any element types, and `X_step_f32`, `X_step_f16`, `X_step_bf16` the quick calls
+//! (every buffer of one type, the defaults of the library the optimizer follows, its bare
+//! scalars: `momentum_step_f32(w, v, g, lr, mu)`, `adam_step_f32(w, m, v, g, lr, step)`);
+//! `Executor::X_step` is the configured call on a chosen executor. Every call that panics has a
+//! `try_` twin, and every panic message starts with `optkern: `. Config builders take plain
+//! option methods, the same ones for the options every optimizer has (`maximize`,
+//! `weight_decay`); [`Executor`] and [`StatefulOptimizer`] take `with_*` options and read them
+//! back with the bare noun (`with_threads` / `threads`), and `set_*` changes a stateful
+//! optimizer between steps.
 //!
 //! # Backends
 //!
@@ -74,81 +91,51 @@
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+// The modules form a one-way stack, bottom first; each uses only those before it (see
+// ARCHITECTURE.md; scripts/module-graph.py checks it):
+//
+//   element, error, reduce, arch, rounding, backend   element types, errors, reductions,
+//                                                     instruction sets, rounding, detection
+//   parallel, driver                                  the chunked split, the one kernel driver
+//   optim (registry, one file per optimizer)          the optimizers
+//   executor                                          single-tensor and many-tensor calls
+//   checkpoint, schedule, calls, stateful             the format, schedules, the free
+//                                                     functions, stateful optimizers
 mod arch;
 mod backend;
+mod calls;
 pub mod checkpoint;
+mod driver;
 pub mod element;
 mod error;
 mod executor;
-mod optim;
+pub mod optim;
 mod parallel;
 mod reduce;
 pub mod rounding;
 pub mod schedule;
 mod stateful;
-mod stream;
 
 pub use backend::Backend;
-pub use checkpoint::CheckpointError;
-pub use element::{DType, Element, bf16, f16};
-pub use error::Error;
-pub use executor::{Executor, GradNorm, StochasticRounding, Threads};
+pub use calls::*;
+pub use driver::TensorStep;
+pub use element::{AlignedBuffer, DType, Element, bf16, f16, zeroed};
+pub use error::{CheckpointError, Error};
+pub use executor::{Executor, StepReport};
 pub use optim::WeightDecay;
-pub use optim::adagrad::{
-    Adagrad, AdagradBuilder, adagrad_step, adagrad_step_bf16, adagrad_step_f16, adagrad_step_f32,
-    try_adagrad_step, try_adagrad_step_bf16, try_adagrad_step_f16, try_adagrad_step_f32,
-};
-pub use optim::adam::{
-    Adam, AdamBuilder, EpsilonPlacement, adam_step, adam_step_bf16, adam_step_f16, adam_step_f32,
-    amsgrad_step, amsgrad_step_bf16, amsgrad_step_f16, amsgrad_step_f32, try_adam_step,
-    try_adam_step_bf16, try_adam_step_f16, try_adam_step_f32, try_amsgrad_step,
-    try_amsgrad_step_bf16, try_amsgrad_step_f16, try_amsgrad_step_f32,
-};
+pub use optim::adagrad::{Adagrad, AdagradBuilder};
+pub use optim::adam::{Adam, AdamBuilder, EpsilonPlacement};
+pub use optim::adamax::{Adamax, AdamaxBuilder};
 pub use optim::lamb::{Lamb, LambBuilder};
-pub use optim::lion::{
-    Lion, LionBuilder, lion_step, lion_step_bf16, lion_step_f16, lion_step_f32, try_lion_step,
-    try_lion_step_bf16, try_lion_step_f16, try_lion_step_f32,
-};
-pub use optim::many::{
-    Optimizer, StepReport, TensorStep, lamb_step, lamb_step_bf16, lamb_step_f16, lamb_step_f32,
-    try_lamb_step, try_lamb_step_bf16, try_lamb_step_f16, try_lamb_step_f32,
-};
-pub use optim::momentum::{
-    Momentum, MomentumBuilder, MomentumForm, Sgd, momentum_step, momentum_step_bf16,
-    momentum_step_f16, momentum_step_f32, sgd_step, sgd_step_bf16, sgd_step_f16, sgd_step_f32,
-    try_momentum_step, try_momentum_step_bf16, try_momentum_step_f16, try_momentum_step_f32,
-    try_sgd_step, try_sgd_step_bf16, try_sgd_step_f16, try_sgd_step_f32,
-};
-pub use optim::rmsprop::{
-    Rmsprop, RmspropBuilder, rmsprop_step, rmsprop_step_bf16, rmsprop_step_f16, rmsprop_step_f32,
-    try_rmsprop_step, try_rmsprop_step_bf16, try_rmsprop_step_f16, try_rmsprop_step_f32,
-};
+pub use optim::lion::{Lion, LionBuilder};
+pub use optim::momentum::{Momentum, MomentumBuilder, MomentumForm};
+pub use optim::registry::Optimizer;
+pub use optim::rmsprop::{Rmsprop, RmspropBuilder};
+pub use optim::sgd::{Sgd, SgdBuilder};
+pub use parallel::Threads;
+pub use reduce::GradNorm;
+pub use rounding::StochasticRounding;
 pub use stateful::StatefulOptimizer;
-
-/// A buffer aligned to the 64-byte cache line, as [`zeroed`] returns.
-pub type AlignedBuffer<E> = aligned_vec::AVec<E, aligned_vec::ConstAlign<64>>;
-
-/// A zero-filled buffer of `len` elements starting on a cache line: the natural allocation for
-/// optimizer state. (Any slice works with the kernels; alignment only helps speed.)
-///
-/// ```
-/// let v = optkern::zeroed::<optkern::bf16>(1000);
-/// assert_eq!(v.len(), 1000);
-/// assert_eq!(v.as_ptr() as usize % 64, 0);
-/// ```
-pub fn zeroed<E: Element>(len: usize) -> AlignedBuffer<E> {
-    AlignedBuffer::from_iter(64, core::iter::repeat_n(E::ZERO, len))
-}
-
-/// Converts `src` into `dst` with the default [`Executor`] (see [`Executor::convert`]).
-///
-/// # Panics
-/// If the lengths differ or `OPTKERN_BACKEND` is invalid; nothing is written then.
-pub fn convert<A: Element, B: Element>(src: &[A], dst: &mut [B]) {
-    if let Err(e) = executor::default_executor().convert(src, dst) {
-        panic!("optkern::{e}");
-    }
-}
 
 /// What the crate was built for, recorded by its build script: the target, the target
 /// features enabled at compile time for all code (the scalar backend and a user's plain loops

@@ -9,7 +9,43 @@
 //! The split runs in the caller's rayon pool (`pool.install(|| ...)` works); the crate creates
 //! no threads of its own.
 
-use crate::Threads;
+/// How a call is spread over threads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Threads {
+    /// Everything runs on the calling thread.
+    Sequential,
+    /// Buffers of at least `min_len` elements are split into chunks of at least `min_chunk`
+    /// elements (rounded up to a multiple of 64) and run on the current rayon pool: the global
+    /// pool, or the one a caller entered with `pool.install(..)`. Smaller buffers run on the
+    /// calling thread, where spawning would cost more than it saves.
+    Parallel {
+        /// Below this many elements, the call stays on the calling thread.
+        min_len: usize,
+        /// No chunk is smaller than this many elements (except the last one).
+        min_chunk: usize,
+    },
+}
+
+impl Threads {
+    /// The default threshold: below this many elements a call stays on the calling thread.
+    pub const DEFAULT_MIN_LEN: usize = 1 << 16;
+    /// The default smallest chunk handed to a thread.
+    pub const DEFAULT_MIN_CHUNK: usize = 1 << 14;
+
+    /// Parallel with the default thresholds.
+    pub const fn parallel() -> Threads {
+        Threads::Parallel {
+            min_len: Self::DEFAULT_MIN_LEN,
+            min_chunk: Self::DEFAULT_MIN_CHUNK,
+        }
+    }
+}
+
+impl Default for Threads {
+    fn default() -> Self {
+        Threads::parallel()
+    }
+}
 
 /// Chunk boundaries fall on multiples of this many elements.
 pub(crate) const ALIGN: usize = 64;
@@ -29,9 +65,13 @@ pub(crate) fn for_each_chunk<B: Split>(buffers: B, threads: Threads, work: &(imp
     let n = buffers.len();
     match threads {
         Threads::Parallel { min_len, min_chunk } => {
-            let workers = rayon::current_num_threads();
             let align = buffers.align();
-            if n < min_len.max(1) || workers <= 1 || n <= align {
+            // Small buffers never ask rayon anything (its global pool starts on first use).
+            if n < min_len.max(1) || n <= align {
+                return work(buffers);
+            }
+            let workers = rayon::current_num_threads();
+            if workers <= 1 {
                 return work(buffers);
             }
             // Several chunks per worker, so that work stealing evens out uneven cores.
@@ -71,9 +111,15 @@ pub(crate) fn for_each_chunk_many<B: Split>(
     work: &(impl Fn(B) + Sync),
 ) {
     let total: usize = items.iter().map(Split::len).sum();
-    let workers = rayon::current_num_threads();
+    // A sequential call, or one too small to split, never asks rayon anything.
+    let workers = match threads {
+        Threads::Parallel { min_len, .. } if total >= min_len.max(1) => {
+            rayon::current_num_threads()
+        }
+        _ => 1,
+    };
     match threads {
-        Threads::Parallel { min_len, min_chunk } if total >= min_len.max(1) && workers > 1 => {
+        Threads::Parallel { min_chunk, .. } if workers > 1 => {
             use rayon::prelude::*;
             let per_task = total.div_ceil(workers * 4).max(min_chunk).max(1);
             let mut chunks = Vec::with_capacity(items.len());

@@ -72,3 +72,57 @@ pub(crate) fn pairwise_sum(values: &[f64]) -> f64 {
 pub(crate) fn blocks(len: usize) -> usize {
     len.div_ceil(BLOCK)
 }
+
+/// The result of [`Executor::grad_norm`](crate::Executor::grad_norm): the L2 norm of a set of gradients, computed the same
+/// way (and with the same bits) on every backend, vector width, chunking and thread count.
+///
+/// The fixed blocking that makes it so:
+///
+/// - A buffer is cut into blocks of 2048 elements from its start (the last may be shorter).
+///   Chunks handed to threads start on block boundaries.
+/// - Within a block, element `j` is added to accumulator `j % 16` in `f64`, in order: sixteen
+///   "virtual lanes" whatever the backend's real width. The square of an `f32` is exact in
+///   `f64`, so each step is one correctly rounded addition.
+/// - A block's sum is the pairwise sum of its sixteen accumulators; a buffer's sum is the
+///   pairwise sum of its block sums, in block order; a set of buffers is the pairwise sum of
+///   their sums, in their order (pairwise: halve at `len / 2`, sum each half, add).
+///
+/// The error is below `(128 + log2(n)) * 2^-53` of the sum of squares for `n` elements, far
+/// below what matters for clipping; the sum of squares of finite `f32` values cannot overflow.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GradNorm {
+    sum_of_squares: f64,
+}
+
+impl GradNorm {
+    pub(crate) fn from_sum_of_squares(sum_of_squares: f64) -> GradNorm {
+        GradNorm { sum_of_squares }
+    }
+
+    /// The L2 norm (infinite or NaN when a gradient value is).
+    pub fn norm(&self) -> f64 {
+        self.sum_of_squares.sqrt()
+    }
+
+    /// The sum of the squares of every value.
+    pub fn sum_of_squares(&self) -> f64 {
+        self.sum_of_squares
+    }
+
+    /// Whether every value was finite (the sum of squares of finite `f32` values cannot
+    /// overflow an `f64`, so this is exactly "no infinity and no NaN").
+    pub fn is_finite(&self) -> bool {
+        self.sum_of_squares.is_finite()
+    }
+
+    /// PyTorch's clipping coefficient for `clip_grad_norm_(max_norm)`:
+    /// `min(1, max_norm / (norm + 1e-6))`.
+    pub fn clip_coefficient(&self, max_norm: f64) -> f64 {
+        clip_coefficient(self.norm(), max_norm)
+    }
+}
+
+/// PyTorch's clipping coefficient for a gradient norm `norm`: `min(1, max_norm / (norm + 1e-6))`.
+pub(crate) fn clip_coefficient(norm: f64, max_norm: f64) -> f64 {
+    (max_norm / (norm + 1e-6)).min(1.0)
+}

@@ -214,3 +214,24 @@ mod tests {
         }
     }
 }
+
+/// Stochastic rounding of bf16 and f16 weights (see this module): the seed of the random
+/// stream, and the global index of the first element of a single-tensor call (a multi-tensor
+/// call numbers its tensors' elements one after the other from there).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StochasticRounding {
+    /// The seed of the random stream.
+    pub seed: u64,
+    /// The global index of the first element.
+    pub index_base: u64,
+}
+
+impl StochasticRounding {
+    /// Stochastic rounding with this seed, numbering elements from 0.
+    pub const fn new(seed: u64) -> StochasticRounding {
+        StochasticRounding {
+            seed,
+            index_base: 0,
+        }
+    }
+}

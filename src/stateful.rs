@@ -2,10 +2,24 @@
 
 use core::fmt;
 
-use crate::checkpoint::{self, CheckpointError, Options};
-use crate::optim::pow_u64;
-use crate::{AlignedBuffer, DType, Element, Error, Executor, Optimizer, StepReport};
-use crate::{StochasticRounding, TensorStep, zeroed};
+use crate::checkpoint::{self, CheckpointError, Header};
+use crate::driver::TensorStep;
+use crate::element::{AlignedBuffer, DType, Element, zeroed};
+use crate::error::{Error, positive};
+use crate::executor::{Executor, StepReport};
+use crate::optim::bias_corrections;
+use crate::optim::registry::Optimizer;
+use crate::rounding::StochasticRounding;
+
+/// The options of a [`StatefulOptimizer`] besides its config, all of which a checkpoint keeps.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Options {
+    steps: u64,
+    grad_scale: f64,
+    max_grad_norm: Option<f64>,
+    skip_non_finite: bool,
+    seed: Option<u64>,
+}
 
 /// An optimizer that owns its state and steps a whole model: any config of the crate (momentum
 /// in its three forms, SGD, RMSprop, Adam/AdamW/AMSGrad, Adagrad, Lion, LAMB) with its state
@@ -39,23 +53,26 @@ use crate::{StochasticRounding, TensorStep, zeroed};
 /// The state is allocated at the first step, zero-filled and aligned to the cache line, one
 /// set of buffers (as [`Optimizer::state_buffers`] names them) per tensor of the model; from
 /// then on every step must bring tensors of the same lengths, in the same order. Each step is
-/// one call of [`Executor::step_many`] (or [`Executor::check_and_step`] when clipping or
-/// skipping is on) with the step number `steps() + 1`, so its bits are those of the kernels
+/// one call of [`Executor::step_many`], or of [`Executor::check_and_step`] when clipping or
+/// skipping is on, with the step number `steps() + 1`, so its bits are those of the kernels
 /// called by hand on the same buffers.
 ///
 /// # Mixed precision
 ///
 /// - Master weights: [`step_with_copies`](Self::step_with_copies) updates `f32` weights and
 ///   writes their bf16/f16 model copies in the same pass.
-/// - [`stochastic_rounding`](Self::stochastic_rounding) rounds bf16/f16 weights (and copies)
-///   stochastically; the elements are numbered across the model's tensors from 0.
+/// - [`with_stochastic_rounding`](Self::with_stochastic_rounding) rounds bf16/f16 weights (and
+///   copies) stochastically; the elements are numbered across the model's tensors from 0.
 /// - [`set_grad_scale`](Self::set_grad_scale) multiplies every gradient (the inverse of the loss
 ///   scale, say) as it is read.
-/// - [`max_grad_norm`](Self::max_grad_norm) clips by the norm of all gradients (after the
-///   multiplier), as PyTorch's `clip_grad_norm_`; with it, or with
-///   [`skip_non_finite`](Self::skip_non_finite), a step whose gradients hold an infinity or a
-///   NaN writes nothing and does not count (the report says so), as a gradient scaler skips
-///   the optimizer step.
+/// - [`with_max_grad_norm`](Self::with_max_grad_norm) clips by the norm of all gradients
+///   (after the multiplier), as PyTorch's `clip_grad_norm_`; with it, or with
+///   [`with_skip_non_finite`](Self::with_skip_non_finite), a step whose gradients hold an
+///   infinity or a NaN writes nothing and does not count (the report says so), as a gradient
+///   scaler skips the optimizer step.
+///
+/// The options follow the crate's naming rule: `with_*` returns the changed optimizer,
+/// `set_*` changes it in place between steps, and the bare noun reads the option back.
 ///
 /// # Learning rate
 ///
@@ -100,13 +117,16 @@ impl<T: Element> StatefulOptimizer<T> {
     pub fn with_executor(config: impl Into<Optimizer>, executor: Executor) -> Self {
         StatefulOptimizer {
             config: config.into(),
-            executor: executor.grad_scale(1.0).expect("1 is finite"),
+            executor: executor
+                .with_grad_scale(1.0)
+                .expect("1 is finite")
+                .with_stochastic_rounding(None),
             options: Options {
                 steps: 0,
-                grad_scale: executor.gradient_multiplier(),
+                grad_scale: executor.grad_scale(),
                 max_grad_norm: None,
                 skip_non_finite: false,
-                seed: executor.rounding().map(|r| r.seed),
+                seed: executor.stochastic_rounding().map(|r| r.seed),
             },
             lengths: None,
             state: Vec::new(),
@@ -117,41 +137,66 @@ impl<T: Element> StatefulOptimizer<T> {
     /// config, steps, options and state as they were saved. Fails if the checkpoint is damaged
     /// or its state is not in `T` ([`Error::Checkpoint`]).
     pub fn from_checkpoint(bytes: &[u8]) -> Result<Self, Error> {
-        let parsed = checkpoint::parse(bytes)?;
-        let mut opt = Self::with_executor(parsed.config, Executor::new()?);
-        opt.restore(parsed)?;
+        let (header, payload) = checkpoint::parse(bytes)?;
+        let mut opt = Self::with_executor(header.config, Executor::new()?);
+        opt.restore(header, payload)?;
         Ok(opt)
     }
 
     /// The same optimizer, clipping the gradients to a global norm of at most `max_norm`
     /// (`None`: no clipping, the default). Clipping also skips steps with non-finite
     /// gradients. Fails if `max_norm` is not finite and positive.
-    pub fn max_grad_norm(mut self, max_norm: Option<f64>) -> Result<Self, Error> {
+    pub fn with_max_grad_norm(mut self, max_norm: Option<f64>) -> Result<Self, Error> {
         if let Some(max) = max_norm {
-            crate::error::positive("max_norm", max)?;
+            positive("max_norm", max)?;
         }
         self.options.max_grad_norm = max_norm;
         Ok(self)
     }
 
+    /// The clipping norm, if clipping is on.
+    pub fn max_grad_norm(&self) -> Option<f64> {
+        self.options.max_grad_norm
+    }
+
     /// The same optimizer, skipping (writing nothing, not counting) any step whose gradients
     /// hold an infinity or a NaN. Costs one read pass over the gradients per step.
-    pub fn skip_non_finite(mut self, skip: bool) -> Self {
+    pub fn with_skip_non_finite(mut self, skip: bool) -> Self {
         self.options.skip_non_finite = skip;
         self
     }
 
+    /// Whether steps with an infinite or NaN gradient are skipped.
+    pub fn skip_non_finite(&self) -> bool {
+        self.options.skip_non_finite
+    }
+
     /// The same optimizer, rounding bf16/f16 weights and model copies stochastically with
-    /// this seed (`None`: round to nearest even, the default). See [`crate::rounding`].
-    pub fn stochastic_rounding(mut self, seed: Option<u64>) -> Self {
-        self.options.seed = seed;
-        self
+    /// `rounding`'s seed (`None`: round to nearest even, the default). See [`crate::rounding`].
+    /// The optimizer numbers its model's elements from 0, one tensor after the other: fails
+    /// if `rounding`'s `index_base` is not 0.
+    pub fn with_stochastic_rounding(
+        mut self,
+        rounding: Option<StochasticRounding>,
+    ) -> Result<Self, Error> {
+        if rounding.is_some_and(|r| r.index_base != 0) {
+            return Err(Error::IncompatibleOptions {
+                reason: "a stateful optimizer numbers its model's elements from 0: index_base must be 0",
+            });
+        }
+        self.options.seed = rounding.map(|r| r.seed);
+        Ok(self)
+    }
+
+    /// The stochastic rounding in use, if any (its `index_base` is 0).
+    pub fn stochastic_rounding(&self) -> Option<StochasticRounding> {
+        self.options.seed.map(StochasticRounding::new)
     }
 
     /// Sets the gradient multiplier of the coming steps (the inverse loss scale, say). Fails,
     /// changing nothing, if `scale` is not finite.
     pub fn set_grad_scale(&mut self, scale: f64) -> Result<(), Error> {
-        self.executor.grad_scale(scale)?;
+        self.executor.with_grad_scale(scale)?;
         self.options.grad_scale = scale;
         Ok(())
     }
@@ -213,7 +258,7 @@ impl<T: Element> StatefulOptimizer<T> {
             Optimizer::Lamb(c) if c.bias_correction() => c.betas(),
             _ => return None,
         };
-        (t > 0).then(|| (1.0 - pow_u64(b1, t), 1.0 - pow_u64(b2, t)))
+        (t > 0).then(|| bias_corrections(b1, b2, t))
     }
 
     /// Forgets the state and the step count (the next step is step 1 of a new run, on a model
@@ -300,11 +345,8 @@ impl<T: Element> StatefulOptimizer<T> {
         };
         let exec = self
             .executor
-            .grad_scale(self.options.grad_scale)?
-            .stochastic_rounding(self.options.seed.map(|seed| StochasticRounding {
-                seed,
-                index_base: 0,
-            }));
+            .with_grad_scale(self.options.grad_scale)?
+            .with_stochastic_rounding(self.options.seed.map(StochasticRounding::new));
         let result = {
             let mut copies = copies.map(|c| c.iter_mut());
             let mut tensors: Vec<TensorStep<'_, W, T, G, C>> = weights
@@ -354,20 +396,31 @@ impl<T: Element> StatefulOptimizer<T> {
     /// checksummed format documented in [`crate::checkpoint`]. The backend and thread policy
     /// are not saved: every backend gives the same bits.
     pub fn save(&self) -> Vec<u8> {
-        checkpoint::write(
-            &self.config,
-            T::DTYPE,
-            &self.options,
-            self.lengths.as_deref(),
-            self.config.state_buffers().len(),
-            |out| {
-                for buffer in self.state.iter().flatten() {
-                    for &x in buffer.iter() {
-                        x.put_le(out);
-                    }
+        let Options {
+            steps,
+            grad_scale,
+            max_grad_norm,
+            skip_non_finite,
+            seed,
+        } = self.options;
+        let header = Header {
+            config: self.config,
+            dtype: T::DTYPE,
+            steps,
+            grad_scale,
+            max_grad_norm,
+            skip_non_finite,
+            seed,
+            lengths: self.lengths.clone(),
+            buffers_per_tensor: self.config.state_buffers().len(),
+        };
+        checkpoint::write(&header, |out| {
+            for buffer in self.state.iter().flatten() {
+                for &x in buffer.iter() {
+                    checkpoint::put_element(x, out);
                 }
-            },
-        )
+            }
+        })
     }
 
     /// Restores a checkpoint written by [`save`](Self::save): config, step count, options and
@@ -379,15 +432,15 @@ impl<T: Element> StatefulOptimizer<T> {
     /// with the same tensor lengths. On any failure ([`Error::Checkpoint`]) the optimizer is
     /// left exactly as it was.
     pub fn load(&mut self, bytes: &[u8]) -> Result<(), Error> {
-        let parsed = checkpoint::parse(bytes)?;
-        if core::mem::discriminant(&parsed.config) != core::mem::discriminant(&self.config) {
+        let (header, payload) = checkpoint::parse(bytes)?;
+        if header.config.code() != self.config.code() {
             return Err(CheckpointError::OptimizerMismatch {
-                file: checkpoint::optimizer_name(&parsed.config),
-                expected: checkpoint::optimizer_name(&self.config),
+                file: header.config.name(),
+                expected: self.config.name(),
             }
             .into());
         }
-        if let (Some(mine), Some(file)) = (&self.lengths, &parsed.lengths) {
+        if let (Some(mine), Some(file)) = (&self.lengths, &header.lengths) {
             if mine.len() != file.len() {
                 return Err(CheckpointError::TensorCountMismatch {
                     file: file.len(),
@@ -406,35 +459,47 @@ impl<T: Element> StatefulOptimizer<T> {
                 }
             }
         }
-        self.restore(parsed)
+        self.restore(header, payload)
     }
 
     /// Takes a parsed checkpoint's content, if its state is in `T`.
-    fn restore(&mut self, parsed: checkpoint::Parsed<'_>) -> Result<(), Error> {
-        if parsed.dtype != T::DTYPE {
+    fn restore(&mut self, header: Header, payload: &[u8]) -> Result<(), Error> {
+        if header.dtype != T::DTYPE {
             return Err(CheckpointError::DTypeMismatch {
-                file: parsed.dtype,
+                file: header.dtype,
                 expected: T::DTYPE,
             }
             .into());
         }
         let size = T::DTYPE.size();
-        let mut elements = parsed.payload.chunks_exact(size);
-        let state = parsed
+        let mut elements = payload.chunks_exact(size);
+        let state = header
             .lengths
             .iter()
             .flatten()
             .map(|&len| {
-                (0..parsed.buffers_per_tensor)
+                (0..header.buffers_per_tensor)
                     .map(|_| {
-                        AlignedBuffer::from_iter(64, elements.by_ref().take(len).map(T::get_le))
+                        AlignedBuffer::from_iter(
+                            64,
+                            elements
+                                .by_ref()
+                                .take(len)
+                                .map(checkpoint::get_element::<T>),
+                        )
                     })
                     .collect()
             })
             .collect();
-        self.config = parsed.config;
-        self.options = parsed.options;
-        self.lengths = parsed.lengths;
+        self.config = header.config;
+        self.options = Options {
+            steps: header.steps,
+            grad_scale: header.grad_scale,
+            max_grad_norm: header.max_grad_norm,
+            skip_non_finite: header.skip_non_finite,
+            seed: header.seed,
+        };
+        self.lengths = header.lengths;
         self.state = state;
         Ok(())
     }

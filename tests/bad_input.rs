@@ -181,9 +181,9 @@ fn invalid_hyperparameters_are_refused_with_their_name() {
         assert!(msg.contains(word), "{msg:?} should mention {word}");
     }
     assert!(
-        Sgd::new(0.1)
-            .unwrap()
-            .with_weight_decay(WeightDecay::L2(f64::INFINITY))
+        Sgd::builder(0.1)
+            .weight_decay(WeightDecay::L2(f64::INFINITY))
+            .build()
             .is_err()
     );
     let mut config = Momentum::heavy_ball(0.1, 0.9).build().unwrap();
@@ -247,14 +247,18 @@ fn unavailable_backends_are_errors_not_crashes() {
             Ok(exec) => assert!(backend.is_available() && exec.backend() == backend),
             Err(e) => {
                 assert!(!backend.is_available());
+                let available: Vec<&str> = Backend::available().iter().map(|b| b.name()).collect();
                 assert_eq!(
                     e,
                     Error::BackendUnavailable {
-                        backend,
-                        source: "explicit choice"
+                        backend: backend.name(),
+                        source: "explicit choice",
+                        available: available.clone(),
                     }
                 );
-                assert!(e.to_string().contains(backend.name()));
+                let message = e.to_string();
+                assert!(message.contains(backend.name()), "{message}");
+                assert!(message.contains(&available.join(", ")), "{message}");
             }
         }
     }
@@ -270,7 +274,7 @@ fn convert_checks_lengths() {
     let mut dst = vec![bf16::from_f32(7.0); 9];
     let err = Executor::new()
         .unwrap()
-        .threads(Threads::Sequential)
+        .with_threads(Threads::Sequential)
         .convert(&src, &mut dst)
         .unwrap_err();
     assert!(err.to_string().contains("destination"));
@@ -459,7 +463,10 @@ fn adagrad_and_lion_refusals_write_nothing() {
             "beta2",
         ),
         (
-            Lion::builder(1e-4).weight_decay(-0.1).build().map(|_| ()),
+            Lion::builder(1e-4)
+                .weight_decay(WeightDecay::Decoupled(-0.1))
+                .build()
+                .map(|_| ()),
             "weight_decay",
         ),
     ] {

@@ -16,13 +16,13 @@ use std::path::{Path, PathBuf};
 
 use common::{backends, sequential};
 use optkern::{
-    Adagrad, Adam, Backend, DType, Element, EpsilonPlacement, Executor, Lamb, Lion, Momentum,
-    MomentumForm, Rmsprop, Sgd, WeightDecay, bf16, f16,
+    Adagrad, Adam, Adamax, Backend, DType, Element, EpsilonPlacement, Executor, Lamb, Lion,
+    Momentum, MomentumForm, Rmsprop, Sgd, WeightDecay, bf16, f16,
 };
 use serde_json::Value;
 
-/// The optimizers the golden README describes.
-const KNOWN: [&str; 10] = [
+/// The optimizers the golden README describes that the crate has.
+const KNOWN: [&str; 11] = [
     "sgd",
     "adam",
     "adamw",
@@ -33,6 +33,7 @@ const KNOWN: [&str; 10] = [
     "keras_sgd",
     "keras_rmsprop",
     "keras_adam",
+    "adamax",
 ];
 
 /// One case file.
@@ -284,8 +285,12 @@ fn runner<E: Element>(case: &Case) -> Result<Option<Runner<E>>, String> {
                 if nesterov {
                     return Err("PyTorch rejects nesterov without momentum".into());
                 }
-                let config = built(Sgd::new(lr).and_then(|s| s.with_weight_decay(weight_decay)))?
-                    .with_maximize(maximize);
+                let config = built(
+                    Sgd::builder(lr)
+                        .weight_decay(weight_decay)
+                        .maximize(maximize)
+                        .build(),
+                )?;
                 Runner::new(n, &[], move |x, t, w, _, g| x.sgd_step(w, g, &config, t))
             } else {
                 let config = built(
@@ -310,7 +315,7 @@ fn runner<E: Element>(case: &Case) -> Result<Option<Runner<E>>, String> {
             let weight_decay = decay(h.num("weight_decay", Some(0.0))?, true);
             if momentum == 0.0 {
                 // Keras keeps no velocity then, and its Nesterov term vanishes.
-                let config = built(Sgd::new(lr).and_then(|s| s.with_weight_decay(weight_decay)))?;
+                let config = built(Sgd::builder(lr).weight_decay(weight_decay).build())?;
                 Runner::new(n, &[], move |x, t, w, _, g| x.sgd_step(w, g, &config, t))
             } else {
                 let config = built(
@@ -325,6 +330,23 @@ fn runner<E: Element>(case: &Case) -> Result<Option<Runner<E>>, String> {
                 r.negated = true;
                 r
             }
+        }
+        "adamax" => {
+            // torch.optim.Adamax(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
+            // maximize=False): L2 weight decay, eps inside the max.
+            let (b1, b2) = h.pair("betas", (0.9, 0.999))?;
+            let config = built(
+                Adamax::builder(h.num("lr", Some(2e-3))?)
+                    .betas(b1, b2)
+                    .eps(h.num("eps", Some(1e-8))?)
+                    .weight_decay(decay(h.num("weight_decay", Some(0.0))?, false))
+                    .maximize(h.bool("maximize", false)?)
+                    .build(),
+            )?;
+            Runner::new(n, &["exp_avg", "exp_inf"], move |x, t, w, s, g| match s {
+                [m, u] => x.adamax_step(w, m, u, g, &config, t),
+                _ => unreachable!(),
+            })
         }
         "adam" | "adamw" | "keras_adam" => {
             // torch.optim.Adam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
@@ -446,7 +468,7 @@ fn runner<E: Element>(case: &Case) -> Result<Option<Runner<E>>, String> {
             let config = built(
                 Lion::builder(h.num("lr", Some(1e-4))?)
                     .betas(b1, b2)
-                    .weight_decay(h.num("weight_decay", Some(0.0))?)
+                    .weight_decay(decay(h.num("weight_decay", Some(0.0))?, true))
                     .build(),
             )?;
             if h.bool("decoupled_weight_decay", false)? {
@@ -463,11 +485,12 @@ fn runner<E: Element>(case: &Case) -> Result<Option<Runner<E>>, String> {
             // always_adapt=False, caution=False, decoupled_decay=False).
             let (b1, b2) = h.pair("betas", (0.9, 0.999))?;
             let wd = h.num("weight_decay", Some(0.01))?;
-            let mut builder = if h.bool("decoupled_decay", false)? {
-                Lamb::builder(h.num("lr", Some(1e-3))?).decoupled_weight_decay(wd)
+            let decoupled = h.bool("decoupled_decay", false)?;
+            let mut builder = Lamb::builder(h.num("lr", Some(1e-3))?).weight_decay(if decoupled {
+                WeightDecay::Decoupled(wd)
             } else {
-                Lamb::builder(h.num("lr", Some(1e-3))?).weight_decay(wd)
-            };
+                WeightDecay::L2(wd)
+            });
             // max_grad_norm: absent means timm's default 1.0, null turns clipping off.
             h.ignore(&["max_grad_norm"]);
             let max_grad_norm = match h.map.get("max_grad_norm") {

@@ -11,148 +11,14 @@ mod common;
 use common::data::{Misaligned, Rng};
 use common::{backends, pools, proptest_cases, same_bits, sequential, split_finely};
 use optkern::{
-    Adagrad, Adam, Backend, EpsilonPlacement, Error, Executor, Lamb, Lion, Momentum, MomentumForm,
-    Optimizer, Rmsprop, Sgd, StochasticRounding, TensorStep, Threads, WeightDecay, bf16, f16,
+    Adam, Backend, Error, Executor, Lamb, Optimizer, Sgd, StochasticRounding, TensorStep, Threads,
+    WeightDecay, bf16, f16,
 };
 use optkern::{Element, GradNorm};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
-// ---- random configs of every optimizer ----
-
-fn pick<T: Copy>(rng: &mut Rng, options: &[T]) -> T {
-    options[(rng.next_u64() % options.len() as u64) as usize]
-}
-
-fn lr(rng: &mut Rng) -> f64 {
-    pick(rng, &[0.0, 1e-4, 1e-3, 0.01, 0.1, 0.7])
-}
-
-fn beta(rng: &mut Rng) -> f64 {
-    let any = rng.unit() * 0.999;
-    pick(rng, &[0.0, 0.5, 0.9, 0.99, 0.999, any])
-}
-
-fn weight_decay(rng: &mut Rng) -> WeightDecay {
-    let wd = pick(rng, &[1e-4, 0.01, 0.3]);
-    pick(
-        rng,
-        &[
-            WeightDecay::None,
-            WeightDecay::L2(wd),
-            WeightDecay::Decoupled(wd),
-        ],
-    )
-}
-
-fn flag(rng: &mut Rng) -> bool {
-    rng.next_u64() & 1 == 1
-}
-
-/// A random config of optimizer `kind` (0..7), every option drawn.
-fn optimizer(kind: u64, rng: &mut Rng) -> Optimizer {
-    match kind % 7 {
-        0 => Sgd::new(lr(rng))
-            .and_then(|s| s.with_weight_decay(weight_decay(rng)))
-            .unwrap()
-            .with_maximize(flag(rng))
-            .into(),
-        1 => {
-            let (lr, mu) = (lr(rng), pick(rng, &[0.5, 0.9, 0.99]));
-            let builder = match rng.next_u64() % 3 {
-                0 => Momentum::heavy_ball(lr, mu).dampening(pick(rng, &[0.0, 0.1])),
-                1 => Momentum::lr_in_velocity(lr, mu),
-                _ => Momentum::moving_average(lr, mu),
-            };
-            let nesterov = flag(rng);
-            let built = builder
-                .nesterov(nesterov)
-                .weight_decay(weight_decay(rng))
-                .maximize(flag(rng))
-                .build();
-            built
-                .or_else(|_| builder.nesterov(false).build())
-                .unwrap()
-                .into()
-        }
-        2 => Adam::builder(lr(rng))
-            .betas(beta(rng), beta(rng))
-            .eps(pick(rng, &[1e-8, 1e-3]))
-            .weight_decay(weight_decay(rng))
-            .amsgrad(flag(rng))
-            .maximize(flag(rng))
-            .bias_correction(flag(rng))
-            .epsilon_placement(pick(
-                rng,
-                &[EpsilonPlacement::Corrected, EpsilonPlacement::Hat],
-            ))
-            .build()
-            .unwrap()
-            .into(),
-        3 => Rmsprop::builder(lr(rng))
-            .alpha(beta(rng))
-            .eps(pick(rng, &[1e-8, 1e-3]))
-            .eps_inside_sqrt(flag(rng))
-            .weight_decay(weight_decay(rng))
-            .momentum(pick(rng, &[0.0, 0.9]))
-            .momentum_form(pick(
-                rng,
-                &[MomentumForm::HeavyBall, MomentumForm::LrInVelocity],
-            ))
-            .centered(flag(rng))
-            .maximize(flag(rng))
-            .build()
-            .unwrap()
-            .into(),
-        4 => Adagrad::builder(lr(rng))
-            .lr_decay(pick(rng, &[0.0, 1e-3]))
-            .weight_decay(weight_decay(rng))
-            .initial_accumulator_value(pick(rng, &[0.0, 0.1]))
-            .eps(1e-10)
-            .maximize(flag(rng))
-            .build()
-            .unwrap()
-            .into(),
-        5 => Lion::builder(lr(rng))
-            .betas(beta(rng), beta(rng))
-            .weight_decay_mode(pick(rng, &[WeightDecay::None, WeightDecay::Decoupled(0.1)]))
-            .maximize(flag(rng))
-            .build()
-            .unwrap()
-            .into(),
-        _ => lamb(rng).into(),
-    }
-}
-
-fn lamb(rng: &mut Rng) -> Lamb {
-    let wd = pick(rng, &[0.0, 0.01, 0.1]);
-    let builder = if flag(rng) {
-        Lamb::builder(lr(rng)).decoupled_weight_decay(wd)
-    } else {
-        Lamb::builder(lr(rng)).weight_decay(wd)
-    };
-    builder
-        .betas(beta(rng), beta(rng))
-        .eps(pick(rng, &[1e-6, 1e-3]))
-        .bias_correction(flag(rng))
-        .grad_averaging(flag(rng))
-        .max_grad_norm(pick(rng, &[None, Some(1.0), Some(1e-3), Some(1e6)]))
-        .trust_clip(flag(rng))
-        .always_adapt(flag(rng))
-        .maximize(flag(rng))
-        .build()
-        .unwrap()
-}
-
-/// Whether state buffer `k` of `optimizer` holds magnitudes only.
-fn non_negative(optimizer: &Optimizer, name: &str) -> bool {
-    matches!(
-        (optimizer, name),
-        (Optimizer::Adam(_) | Optimizer::Lamb(_), "v" | "v_max")
-            | (Optimizer::Rmsprop(_), "square_avg")
-            | (Optimizer::Adagrad(_), "sum")
-    )
-}
+use common::cases::{CASES, non_negative, pick, random_config as optimizer};
 
 // ---- a model: many tensors ----
 
@@ -182,7 +48,7 @@ impl<W: Element, T: Element, G: Element, C: Element> Model<W, T, G, C> {
                     .state_buffers()
                     .iter()
                     .map(|name| {
-                        let nonneg = non_negative(optimizer, name);
+                        let nonneg = non_negative(name);
                         let off = (rng.next_u64() % 16) as usize;
                         Misaligned::new(n, off, || {
                             let x = rng.value(special);
@@ -266,7 +132,7 @@ struct Case {
 fn case() -> impl Strategy<Value = Case> {
     let length = prop_oneof![0usize..=70, 0usize..=2100, 2000usize..=6000];
     (
-        0u64..7,
+        0u64..CASES.len() as u64,
         proptest::collection::vec(length, 1..=5),
         any::<u64>(),
         any::<bool>(),
@@ -291,9 +157,9 @@ fn case() -> impl Strategy<Value = Case> {
 }
 
 fn executor(base: Executor, case: &Case) -> Executor {
-    base.grad_scale(case.scale)
+    base.with_grad_scale(case.scale)
         .unwrap()
-        .stochastic_rounding(case.rounding)
+        .with_stochastic_rounding(case.rounding)
 }
 
 /// The multi-tensor call on every backend and thread count has the scalar oracle's bits, and
@@ -370,9 +236,9 @@ fn many_matches<W: Element, T: Element, G: Element, C: Element>(
             ..r
         });
         let exec = sequential(Backend::Scalar)
-            .grad_scale(scale)
+            .with_grad_scale(scale)
             .unwrap()
-            .stochastic_rounding(rounding);
+            .with_stochastic_rounding(rounding);
         exec.step_many(
             &mut alone.steps(k..k + 1, case.with_copy),
             &config,
@@ -389,13 +255,8 @@ fn many_matches<W: Element, T: Element, G: Element, C: Element>(
 
 /// The same LAMB config with `max_grad_norm = None`.
 fn rebuild_lamb_without_clipping(lamb: Lamb) -> Lamb {
-    let (wd, decoupled) = lamb.weight_decay();
-    let builder = if decoupled {
-        Lamb::builder(lamb.lr()).decoupled_weight_decay(wd)
-    } else {
-        Lamb::builder(lamb.lr()).weight_decay(wd)
-    };
-    builder
+    Lamb::builder(lamb.lr())
+        .weight_decay(lamb.weight_decay())
         .betas(lamb.betas().0, lamb.betas().1)
         .eps(lamb.eps())
         .bias_correction(lamb.bias_correction())
@@ -445,9 +306,9 @@ fn single_tensor_calls_match_the_multi_tensor_call() {
         });
         let exec = Executor::new()
             .unwrap()
-            .grad_scale(0.5)
+            .with_grad_scale(0.5)
             .unwrap()
-            .stochastic_rounding(rounding);
+            .with_stochastic_rounding(rounding);
         let step = 1 + trial as u64 % 3;
         for kind in [2u64, 6] {
             let config = optimizer(kind, &mut rng);
@@ -528,7 +389,7 @@ fn norm_everywhere<G: Element>(grads: &[&[G]]) -> GradNorm {
             let got = pool.install(|| {
                 Executor::with_backend(backend)
                     .unwrap()
-                    .threads(Threads::Parallel {
+                    .with_threads(Threads::Parallel {
                         min_len: 1,
                         min_chunk: 1,
                     })
@@ -617,14 +478,17 @@ fn grad_norm_is_deterministic_and_accurate() {
 #[test]
 fn checked_step_skips_non_finite_gradients_writing_nothing() {
     let mut rng = Rng::new(11);
-    for kind in 0..7 {
+    for kind in 0..CASES.len() as u64 {
         let config = optimizer(kind, &mut rng);
         let initial = Model::<f32, f32, bf16, bf16>::new(&[100, 3000, 7], &config, kind, false);
         for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
             let mut model = initial.copy();
             model.tensors[1].2.slice_mut()[2999] = bf16::from_f32(bad);
             let snapshot = model.copy();
-            let exec = Executor::new().unwrap().grad_scale(1.0 / 65536.0).unwrap();
+            let exec = Executor::new()
+                .unwrap()
+                .with_grad_scale(1.0 / 65536.0)
+                .unwrap();
             let report = exec
                 .check_and_step(&mut model.steps(0..3, true), &config, 5, Some(1.0))
                 .unwrap();
@@ -642,7 +506,7 @@ fn checked_step_skips_non_finite_gradients_writing_nothing() {
 #[test]
 fn checked_step_folds_unscaling_and_clipping_into_one_multiplier() {
     let mut rng = Rng::new(12);
-    for kind in 0..7 {
+    for kind in 0..CASES.len() as u64 {
         let config = optimizer(kind, &mut rng);
         for (loss_scale, max_norm) in [
             (1.0, None),
@@ -654,7 +518,7 @@ fn checked_step_folds_unscaling_and_clipping_into_one_multiplier() {
                 Model::<f32, f32, f32, bf16>::new(&[100, 3000, 7], &config, kind + 100, false);
             let exec = Executor::new()
                 .unwrap()
-                .grad_scale(1.0 / loss_scale)
+                .with_grad_scale(1.0 / loss_scale)
                 .unwrap();
             let mut checked = initial.copy();
             let report = exec
@@ -673,7 +537,7 @@ fn checked_step_folds_unscaling_and_clipping_into_one_multiplier() {
             let mut manual = initial.copy();
             Executor::new()
                 .unwrap()
-                .grad_scale(report.multiplier)
+                .with_grad_scale(report.multiplier)
                 .unwrap()
                 .step_many(&mut manual.steps(0..3, true), &config, 3)
                 .unwrap();
@@ -779,7 +643,7 @@ fn rounded_many<E: Element>(x: f32, n: usize, seed: u64, step: u64) -> Vec<E> {
     let (mut w, g, mut copy) = (vec![x; n], vec![0.0f32; n], vec![E::ZERO; n]);
     let exec = Executor::new()
         .unwrap()
-        .stochastic_rounding(Some(StochasticRounding {
+        .with_stochastic_rounding(Some(StochasticRounding {
             seed,
             index_base: 0,
         }));
@@ -867,7 +731,7 @@ fn stochastic_rounding_lets_small_updates_accumulate() {
     let g = vec![bf16::from_f32(grad); n];
     let run = |rounding: Option<StochasticRounding>| {
         let mut w = vec![bf16::ONE; n];
-        let exec = Executor::new().unwrap().stochastic_rounding(rounding);
+        let exec = Executor::new().unwrap().with_stochastic_rounding(rounding);
         for step in 1..=steps {
             exec.step_many(
                 &mut [TensorStep::<bf16, f32, bf16>::new(&mut w, vec![], &g)],
@@ -921,7 +785,11 @@ type Exact = (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>);
 /// timm's LAMB in f64 on one tensor (or several: the clipping uses all gradients).
 fn lamb_reference(config: &Lamb, tensors: &mut [Exact], step: u64) {
     let (b1, b2) = config.betas();
-    let (wd, decoupled) = config.weight_decay();
+    let (wd, decoupled) = match config.weight_decay() {
+        WeightDecay::None => (0.0, false),
+        WeightDecay::L2(wd) => (wd, false),
+        WeightDecay::Decoupled(wd) => (wd, true),
+    };
     let lr = config.lr();
     let sign = if config.maximize() { -1.0 } else { 1.0 };
     let mut clip = 1.0;
@@ -980,7 +848,7 @@ fn lamb_reference(config: &Lamb, tensors: &mut [Exact], step: u64) {
 fn lamb_matches_an_f64_reference() {
     let mut rng = Rng::new(21);
     for trial in 0..60 {
-        let config = lamb(&mut rng);
+        let config = common::cases::lamb(&mut rng);
         let lengths = [
             1 + (rng.next_u64() % 3000) as usize,
             1 + (rng.next_u64() % 50) as usize,

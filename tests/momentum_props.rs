@@ -168,11 +168,11 @@ fn momentum_matches_oracle<W: Element, T: Element, G: Element>(
 }
 
 fn sgd_matches_oracle<W: Element, G: Element>(case: &Case) -> Result<(), TestCaseError> {
-    let config = Sgd::new(case.lr)
-        .unwrap()
-        .with_weight_decay(case.weight_decay)
-        .unwrap()
-        .with_maximize(case.maximize);
+    let config = Sgd::builder(case.lr)
+        .weight_decay(case.weight_decay)
+        .maximize(case.maximize)
+        .build()
+        .unwrap();
     let (w0, _, g) = case.buffers::<W, f32, G>();
     let mut w_ref = w0.copy();
     sequential(Backend::Scalar)

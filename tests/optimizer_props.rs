@@ -1,4 +1,4 @@
-//! Property tests of Adam/AdamW/AMSGrad, RMSprop, Adagrad and Lion: on every backend that runs
+//! Property tests of Adam/AdamW/AMSGrad, RMSprop, Adagrad, Lion and Adamax: on every backend that runs
 //! here (the 16-lane emulations included), for all 27 combinations of element types, every
 //! option, lengths 0..=2100, misaligned starts, random hyperparameters and values of every
 //! magnitude (zeros, subnormals, 1e-30 to 1e30, infinities and NaNs), the result has exactly
@@ -8,7 +8,9 @@ mod common;
 
 use common::harness::{Bufs, matches_oracle};
 use common::proptest_cases;
-use optkern::{Adagrad, Adam, Element, EpsilonPlacement, Lion, MomentumForm, Rmsprop, WeightDecay};
+use optkern::{
+    Adagrad, Adam, Adamax, Element, EpsilonPlacement, Lion, MomentumForm, Rmsprop, WeightDecay,
+};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
@@ -222,7 +224,7 @@ fn lion() -> impl Strategy<Value = Lion> {
     (lr(), beta(), beta(), weight_decay(), any::<bool>()).prop_map(|(lr, b1, b2, wd, maximize)| {
         Lion::builder(lr)
             .betas(b1, b2)
-            .weight_decay_mode(wd)
+            .weight_decay(wd)
             .maximize(maximize)
             .build()
             .unwrap()
@@ -239,8 +241,42 @@ fn lion_matches<W: Element, T: Element, G: Element>(
     })
 }
 
+// ---- Adamax ----
+
+fn adamax() -> impl Strategy<Value = Adamax> {
+    (lr(), beta(), beta(), eps(), weight_decay(), any::<bool>()).prop_map(
+        |(lr, b1, b2, eps, wd, maximize)| {
+            Adamax::builder(lr)
+                .betas(b1, b2)
+                .eps(eps)
+                .weight_decay(wd)
+                .maximize(maximize)
+                .build()
+                .unwrap()
+        },
+    )
+}
+
+fn adamax_matches<W: Element, T: Element, G: Element>(
+    (config, layout): &(Adamax, Layout),
+) -> Result<(), TestCaseError> {
+    let bufs = layout.bufs::<W, T, G>(&[false, true]);
+    matches_oracle("adamax", &bufs, |exec, b| {
+        let (w, mut s, g) = b.parts();
+        let [m, u] = s.as_mut_slice() else {
+            unreachable!()
+        };
+        exec.adamax_step(w, m, u, g, config, layout.step)
+    })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(proptest_cases(96)))]
+
+    #[test]
+    fn adamax_bits_equal_scalar_oracle(case in (adamax(), layout())) {
+        for_each_dtype_triple!(adamax_matches, &case);
+    }
 
     #[test]
     fn adam_bits_equal_scalar_oracle(case in (adam(), layout())) {

@@ -465,7 +465,7 @@ fn lion() -> impl Strategy<Value = (Lion, u64)> {
             (
                 Lion::builder(lr)
                     .betas(b1, b2)
-                    .weight_decay_mode(wd)
+                    .weight_decay(wd)
                     .maximize(maximize)
                     .build()
                     .unwrap(),

@@ -89,7 +89,7 @@ fn configs() -> Vec<(&'static str, Optimizer)> {
         (
             "lion",
             Lion::builder(1e-4)
-                .weight_decay(0.1)
+                .weight_decay(WeightDecay::Decoupled(0.1))
                 .build()
                 .unwrap()
                 .into(),
@@ -262,17 +262,18 @@ fn mixed_precision_options_match_check_and_step() {
     for backend in backends() {
         let exec = sequential(backend);
         let mut opt = StatefulOptimizer::<f32>::with_executor(adam, exec)
-            .max_grad_norm(Some(0.5))
+            .with_max_grad_norm(Some(0.5))
             .unwrap()
-            .stochastic_rounding(Some(42));
+            .with_stochastic_rounding(Some(StochasticRounding::new(42)))
+            .unwrap();
         opt.set_grad_scale(scale).unwrap();
-        let hand_exec =
-            exec.grad_scale(scale)
-                .unwrap()
-                .stochastic_rounding(Some(StochasticRounding {
-                    seed: 42,
-                    index_base: 0,
-                }));
+        let hand_exec = exec
+            .with_grad_scale(scale)
+            .unwrap()
+            .with_stochastic_rounding(Some(StochasticRounding {
+                seed: 42,
+                index_base: 0,
+            }));
         let mut rng = Rng::new(3);
         let mut w_obj = model::<f32>(&mut rng);
         let mut w_hand = w_obj.clone();
@@ -350,8 +351,9 @@ fn resume_is_bit_exact<W: Element, T: Element>(name: &str, config: Optimizer) {
     let exec = Executor::new().unwrap();
     let fresh = || {
         StatefulOptimizer::<T>::with_executor(config, exec)
-            .stochastic_rounding(Some(7))
-            .skip_non_finite(true)
+            .with_stochastic_rounding(Some(StochasticRounding::new(7)))
+            .unwrap()
+            .with_skip_non_finite(true)
     };
     let mut rng = Rng::new(1);
     let w0 = model::<W>(&mut rng);
@@ -434,7 +436,7 @@ fn with_checksum(mut bytes: Vec<u8>) -> Vec<u8> {
 fn small_adam() -> (StatefulOptimizer<f32>, Vec<u8>) {
     let mut opt = StatefulOptimizer::<f32>::new(Adam::builder(1e-2).build().unwrap())
         .unwrap()
-        .max_grad_norm(Some(2.0))
+        .with_max_grad_norm(Some(2.0))
         .unwrap();
     let (mut a, mut b) = (vec![1.0f32; 5], vec![-1.0f32; 3]);
     for step in 1..=2 {
@@ -689,7 +691,16 @@ fn bad_steps_are_refused_and_change_nothing() {
     assert!(fresh.set_grad_scale(f64::NAN).is_err());
     assert_eq!(fresh.lr(), 1e-2);
     assert_eq!(fresh.grad_scale(), 1.0);
-    assert!(fresh.clone().max_grad_norm(Some(0.0)).is_err());
+    assert!(fresh.clone().with_max_grad_norm(Some(0.0)).is_err());
+    assert!(
+        fresh
+            .clone()
+            .with_stochastic_rounding(Some(StochasticRounding {
+                seed: 1,
+                index_base: 5
+            }))
+            .is_err()
+    );
 }
 
 #[test]

@@ -14,13 +14,16 @@
 //! as PyTorch creates it filled with that value. The decayed rate `clr` is computed once per
 //! call in `f64` and rounded once. In `f32`: `sum = fma(g, g, sum)`,
 //! `w = fma(-clr, g / (sqrt(sum) + eps), w)`.
+//!
+//! State: one buffer per tensor, `sum`. Checkpoint record: numbers `lr`, lr decay, initial
+//! accumulator, eps, weight decay; flags weight-decay mode, maximize.
 
-use super::{GradientIn, WeightDecay, optimizer_calls};
-use crate::Executor;
+use super::{Common, GradientIn, OptimizerConfig, checked, common_options, flag};
+use super::{weight_decay_from, weight_decay_parts};
 use crate::arch::Lanes;
-use crate::element::{Element, bf16, f16};
-use crate::error::{Error, non_negative, positive, same_len};
-use crate::stream::{Buffers, Update};
+use crate::driver::{Context, TensorStep, Update};
+use crate::element::Element;
+use crate::error::{CheckpointError, Error, non_negative, positive};
 
 /// A validated Adagrad configuration. Build it with [`Adagrad::builder`], then
 /// [`AdagradBuilder::build`].
@@ -33,12 +36,10 @@ use crate::stream::{Buffers, Update};
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Adagrad {
-    lr: f64,
+    common: Common,
     lr_decay: f64,
-    weight_decay: WeightDecay,
     initial_accumulator_value: f64,
     eps: f64,
-    maximize: bool,
 }
 
 /// Collects the options of an [`Adagrad`] config; [`build`](AdagradBuilder::build) checks them.
@@ -48,33 +49,25 @@ pub struct AdagradBuilder {
     config: Adagrad,
 }
 
+common_options!(Adagrad, AdagradBuilder);
+
 impl Adagrad {
     /// Adagrad with PyTorch's defaults: no learning-rate decay, no weight decay, an initial
     /// accumulator of 0, `eps = 1e-10`.
     pub fn builder(lr: f64) -> AdagradBuilder {
         AdagradBuilder {
             config: Adagrad {
-                lr,
+                common: Common::new(lr),
                 lr_decay: 0.0,
-                weight_decay: WeightDecay::None,
                 initial_accumulator_value: 0.0,
                 eps: 1e-10,
-                maximize: false,
             },
         }
     }
 
-    /// The learning rate.
-    pub fn lr(&self) -> f64 {
-        self.lr
-    }
     /// The learning-rate decay.
     pub fn lr_decay(&self) -> f64 {
         self.lr_decay
-    }
-    /// The weight decay.
-    pub fn weight_decay(&self) -> WeightDecay {
-        self.weight_decay
     }
     /// The value the accumulator starts from on step 1.
     pub fn initial_accumulator_value(&self) -> f64 {
@@ -84,31 +77,23 @@ impl Adagrad {
     pub fn eps(&self) -> f64 {
         self.eps
     }
-    /// Whether the objective is maximized.
-    pub fn maximize(&self) -> bool {
-        self.maximize
-    }
-
-    /// Changes the learning rate (for a schedule), checking it as `build` does.
-    pub fn set_lr(&mut self, lr: f64) -> Result<(), Error> {
-        non_negative("lr", lr)?;
-        self.lr = lr;
-        Ok(())
+    /// The config of the quick calls (`adagrad_step_f32`, ...): PyTorch's defaults with `lr`.
+    pub(crate) fn adagrad_quick(lr: f32, step: u64) -> Result<(Adagrad, u64), Error> {
+        Ok((Adagrad::builder(lr.into()).build()?, step))
     }
 
     fn validate(&self) -> Result<(), Error> {
-        non_negative("lr", self.lr)?;
+        self.common.validate()?;
         non_negative("lr_decay", self.lr_decay)?;
         non_negative("initial_accumulator_value", self.initial_accumulator_value)?;
-        positive("eps", self.eps)?;
-        self.weight_decay.validate()
+        positive("eps", self.eps)
     }
 
     /// The coefficients of step `step` (from 1), computed once per call.
     pub(crate) fn update(&self, step: u64, scale: f64) -> AdagradUpdate {
-        let decayed = self.lr / (1.0 + (step - 1) as f64 * self.lr_decay);
+        let decayed = self.common.lr / (1.0 + (step - 1) as f64 * self.lr_decay);
         AdagradUpdate {
-            input: GradientIn::new(self.maximize, self.weight_decay, self.lr, scale),
+            input: self.common.gradient_in(scale),
             clr: decayed as f32,
             eps: self.eps as f32,
             first: step == 1,
@@ -123,11 +108,6 @@ impl AdagradBuilder {
         self.config.lr_decay = lr_decay;
         self
     }
-    /// Weight decay, L2 (PyTorch's) or decoupled.
-    pub fn weight_decay(mut self, weight_decay: WeightDecay) -> Self {
-        self.config.weight_decay = weight_decay;
-        self
-    }
     /// The value the accumulator starts from (finite and `>= 0`).
     pub fn initial_accumulator_value(mut self, value: f64) -> Self {
         self.config.initial_accumulator_value = value;
@@ -136,11 +116,6 @@ impl AdagradBuilder {
     /// Epsilon (finite and `> 0`).
     pub fn eps(mut self, eps: f64) -> Self {
         self.config.eps = eps;
-        self
-    }
-    /// Maximize the objective instead of minimizing it (the gradient is negated).
-    pub fn maximize(mut self, maximize: bool) -> Self {
-        self.config.maximize = maximize;
         self
     }
 
@@ -187,35 +162,44 @@ impl Update<1, 0> for AdagradUpdate {
     }
 }
 
-impl Executor {
-    /// One Adagrad step on weights `w`, accumulator `sum` and gradient `g`, of any element
-    /// types; `step` counts from 1 (on step 1 `sum` is not read).
-    ///
-    /// Fails, writing nothing, if a length differs or `step` is 0.
-    pub fn adagrad_step<W: Element, T: Element, G: Element>(
-        &self,
-        w: &mut [W],
-        sum: &mut [T],
-        g: &[G],
-        config: &Adagrad,
-        step: u64,
-    ) -> Result<(), Error> {
-        const CALL: &str = "adagrad_step";
-        if step == 0 {
-            return Err(Error::InvalidStep);
-        }
-        same_len(CALL, "sum", sum.len(), w.len())?;
-        same_len(CALL, "gradient", g.len(), w.len())?;
-        let update = config.update(step, self.gradient_multiplier());
-        self.run_elementwise(update, Buffers::new(w, [sum], g), step);
-        Ok(())
-    }
-}
+impl OptimizerConfig for Adagrad {
+    const FIELDS: (usize, usize) = (5, 2);
 
-optimizer_calls! {
-    /// One Adagrad step, for any mix of element types; see [`Executor::adagrad_step`].
-    fn adagrad_step / try_adagrad_step(w: weights, sum: state, g: gradient; config: &Adagrad, step: u64);
-    f32 => adagrad_step_f32 / try_adagrad_step_f32,
-    f16 => adagrad_step_f16 / try_adagrad_step_f16,
-    bf16 => adagrad_step_bf16 / try_adagrad_step_bf16,
+    fn state_buffers(&self) -> &'static [&'static str] {
+        &["sum"]
+    }
+
+    fn fields(&self) -> (Vec<f64>, Vec<u8>) {
+        let (mode, wd) = weight_decay_parts(self.weight_decay());
+        (
+            vec![
+                self.lr(),
+                self.lr_decay,
+                self.initial_accumulator_value,
+                self.eps,
+                wd,
+            ],
+            vec![mode, u8::from(self.maximize())],
+        )
+    }
+
+    fn from_fields(nums: &[f64], flags: &[u8]) -> Result<Self, CheckpointError> {
+        let builder = Adagrad::builder(nums[0])
+            .lr_decay(nums[1])
+            .initial_accumulator_value(nums[2])
+            .eps(nums[3])
+            .weight_decay(weight_decay_from(flags[0], nums[4])?)
+            .maximize(flag(flags[1])?);
+        checked(builder.build())
+    }
+
+    fn step_many<W: Element, T: Element, G: Element, C: Element>(
+        &self,
+        ctx: &Context,
+        tensors: &mut [TensorStep<'_, W, T, G, C>],
+        step: u64,
+    ) {
+        let update = self.update(step, ctx.grad_scale);
+        ctx.elementwise::<_, _, _, _, _, 1>(tensors, update, step);
+    }
 }

@@ -27,15 +27,19 @@
 //! root, no estimates, on every backend. As in PyTorch, the lerp's weight `1 - beta1` is
 //! rounded to `f32`: for a `beta1` close to 0 the `beta1` in effect, `1 - f32(1 - beta1)`,
 //! differs from the one given by up to `2^-25`.
+//!
+//! State: `m`, `v` per tensor, and `v_max` for AMSGrad. Checkpoint record: numbers `lr`,
+//! beta1, beta2, eps, weight decay; flags weight-decay mode, AMSGrad, maximize, bias
+//! correction, epsilon placement (0 corrected, 1 hat).
 
 use pulp::Simd;
 
-use super::{GradientIn, Lerp, WeightDecay, max_nan, optimizer_calls, pow_u64};
-use crate::Executor;
+use super::{Common, GradientIn, Lerp, OptimizerConfig, WeightDecay, bias_corrections, checked};
+use super::{common_options, flag, max_nan, weight_decay_from, weight_decay_parts};
 use crate::arch::Lanes;
-use crate::element::{Element, bf16, f16};
-use crate::error::{Error, non_negative, positive, same_len, unit_interval_open};
-use crate::stream::{Buffers, Update};
+use crate::driver::{Context, TensorStep, Update};
+use crate::element::Element;
+use crate::error::{CheckpointError, Error, positive, unit_interval_open};
 
 /// Where epsilon enters Adam's denominator.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -65,13 +69,11 @@ pub enum EpsilonPlacement {
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Adam {
-    lr: f64,
+    common: Common,
     beta1: f64,
     beta2: f64,
     eps: f64,
-    weight_decay: WeightDecay,
     amsgrad: bool,
-    maximize: bool,
     bias_correction: bool,
     epsilon: EpsilonPlacement,
 }
@@ -83,19 +85,19 @@ pub struct AdamBuilder {
     config: Adam,
 }
 
+common_options!(Adam, AdamBuilder);
+
 impl Adam {
     /// Adam with PyTorch's defaults: `betas = (0.9, 0.999)`, `eps = 1e-8`, no weight decay,
     /// bias correction on, epsilon after the correction.
     pub fn builder(lr: f64) -> AdamBuilder {
         AdamBuilder {
             config: Adam {
-                lr,
+                common: Common::new(lr),
                 beta1: 0.9,
                 beta2: 0.999,
                 eps: 1e-8,
-                weight_decay: WeightDecay::None,
                 amsgrad: false,
-                maximize: false,
                 bias_correction: true,
                 epsilon: EpsilonPlacement::Corrected,
             },
@@ -108,10 +110,6 @@ impl Adam {
         Adam::builder(lr).weight_decay(WeightDecay::Decoupled(weight_decay))
     }
 
-    /// The learning rate.
-    pub fn lr(&self) -> f64 {
-        self.lr
-    }
     /// `(beta1, beta2)`.
     pub fn betas(&self) -> (f64, f64) {
         (self.beta1, self.beta2)
@@ -120,17 +118,9 @@ impl Adam {
     pub fn eps(&self) -> f64 {
         self.eps
     }
-    /// The weight decay: L2 (Adam) or decoupled (AdamW).
-    pub fn weight_decay(&self) -> WeightDecay {
-        self.weight_decay
-    }
     /// Whether this is AMSGrad (which keeps a third buffer, `v_max`).
     pub fn amsgrad(&self) -> bool {
         self.amsgrad
-    }
-    /// Whether the objective is maximized.
-    pub fn maximize(&self) -> bool {
-        self.maximize
     }
     /// Whether the moments are bias-corrected.
     pub fn bias_correction(&self) -> bool {
@@ -141,36 +131,37 @@ impl Adam {
         self.epsilon
     }
 
-    /// Changes the learning rate (for a schedule), checking it as `build` does.
-    pub fn set_lr(&mut self, lr: f64) -> Result<(), Error> {
-        non_negative("lr", lr)?;
-        self.lr = lr;
-        Ok(())
+    /// The config of the quick calls (`adam_step_f32`, ...): PyTorch's defaults with `lr`.
+    pub(crate) fn adam_quick(lr: f32, step: u64) -> Result<(Adam, u64), Error> {
+        Ok((Adam::builder(lr.into()).build()?, step))
+    }
+
+    /// The config of the quick AMSGrad calls (`amsgrad_step_f32`, ...).
+    pub(crate) fn amsgrad_quick(lr: f32, step: u64) -> Result<(Adam, u64), Error> {
+        Ok((Adam::builder(lr.into()).amsgrad(true).build()?, step))
     }
 
     fn validate(&self) -> Result<(), Error> {
-        non_negative("lr", self.lr)?;
+        self.common.validate()?;
         unit_interval_open("beta1", self.beta1)?;
         unit_interval_open("beta2", self.beta2)?;
-        positive("eps", self.eps)?;
-        self.weight_decay.validate()
+        positive("eps", self.eps)
     }
 
     /// The coefficients of step `step` (from 1), computed once per call in `f64`.
     pub(crate) fn update(&self, step: u64, scale: f64) -> AdamUpdate {
         let (bc1, bc2) = if self.bias_correction {
-            let bc = |beta: f64| 1.0 - pow_u64(beta, step);
-            (bc(self.beta1), bc(self.beta2))
+            bias_corrections(self.beta1, self.beta2, step)
         } else {
             (1.0, 1.0)
         };
-        let lr = self.lr;
+        let lr = self.common.lr;
         let (step_size, k) = match self.epsilon {
             EpsilonPlacement::Corrected => (lr / bc1, 1.0 / bc2.sqrt()),
             EpsilonPlacement::Hat => (lr * bc2.sqrt() / bc1, 1.0),
         };
         AdamUpdate {
-            input: GradientIn::new(self.maximize, self.weight_decay, self.lr, scale),
+            input: self.common.gradient_in(scale),
             lerp: Lerp::new(1.0 - self.beta1),
             beta2: self.beta2 as f32,
             one_minus_beta2: (1.0 - self.beta2) as f32,
@@ -193,19 +184,9 @@ impl AdamBuilder {
         self.config.eps = eps;
         self
     }
-    /// Weight decay: [`WeightDecay::L2`] is Adam's, [`WeightDecay::Decoupled`] is AdamW's.
-    pub fn weight_decay(mut self, weight_decay: WeightDecay) -> Self {
-        self.config.weight_decay = weight_decay;
-        self
-    }
     /// AMSGrad: keep `v_max = max(v_max, v)` in a third buffer and use it for `v`.
     pub fn amsgrad(mut self, amsgrad: bool) -> Self {
         self.config.amsgrad = amsgrad;
-        self
-    }
-    /// Maximize the objective instead of minimizing it (the gradient is negated).
-    pub fn maximize(mut self, maximize: bool) -> Self {
-        self.config.maximize = maximize;
         self
     }
     /// Bias correction of both moments (on by default).
@@ -305,105 +286,59 @@ impl Update<3, 0> for AdamUpdate {
     }
 }
 
-impl Executor {
-    /// One Adam (or AdamW) step on weights `w`, first moment `m`, second moment `v` and
-    /// gradient `g`, of any element types; `step` counts from 1. For AMSGrad, see
-    /// [`Executor::amsgrad_step`].
-    ///
-    /// Fails, writing nothing, if a length differs, `step` is 0, or the config is AMSGrad.
-    pub fn adam_step<W: Element, T: Element, G: Element>(
-        &self,
-        w: &mut [W],
-        m: &mut [T],
-        v: &mut [T],
-        g: &[G],
-        config: &Adam,
-        step: u64,
-    ) -> Result<(), Error> {
-        const CALL: &str = "adam_step";
-        if config.amsgrad {
-            return Err(Error::StateBuffer {
-                call: CALL,
-                buffer: "v_max",
-                needed: true,
-            });
+impl OptimizerConfig for Adam {
+    const FIELDS: (usize, usize) = (5, 5);
+
+    fn state_buffers(&self) -> &'static [&'static str] {
+        if self.amsgrad {
+            &["m", "v", "v_max"]
+        } else {
+            &["m", "v"]
         }
-        if step == 0 {
-            return Err(Error::InvalidStep);
-        }
-        same_len(CALL, "m", m.len(), w.len())?;
-        same_len(CALL, "v", v.len(), w.len())?;
-        same_len(CALL, "gradient", g.len(), w.len())?;
-        self.run_elementwise(
-            config.update(step, self.gradient_multiplier()),
-            Buffers::new(w, [m, v], g),
-            step,
-        );
-        Ok(())
     }
 
-    /// One AMSGrad step: as [`Executor::adam_step`], with the running maximum of the second
-    /// moment in `v_max`. The config must have `amsgrad` set.
-    #[allow(clippy::too_many_arguments)]
-    pub fn amsgrad_step<W: Element, T: Element, G: Element>(
-        &self,
-        w: &mut [W],
-        m: &mut [T],
-        v: &mut [T],
-        v_max: &mut [T],
-        g: &[G],
-        config: &Adam,
-        step: u64,
-    ) -> Result<(), Error> {
-        const CALL: &str = "amsgrad_step";
-        if !config.amsgrad {
-            return Err(Error::StateBuffer {
-                call: CALL,
-                buffer: "v_max",
-                needed: false,
-            });
-        }
-        if step == 0 {
-            return Err(Error::InvalidStep);
-        }
-        same_len(CALL, "m", m.len(), w.len())?;
-        same_len(CALL, "v", v.len(), w.len())?;
-        same_len(CALL, "v_max", v_max.len(), w.len())?;
-        same_len(CALL, "gradient", g.len(), w.len())?;
-        self.run_elementwise(
-            config.update(step, self.gradient_multiplier()),
-            Buffers::new(w, [m, v, v_max], g),
-            step,
-        );
-        Ok(())
+    fn fields(&self) -> (Vec<f64>, Vec<u8>) {
+        let (mode, wd) = weight_decay_parts(self.weight_decay());
+        let b = u8::from;
+        (
+            vec![self.lr(), self.beta1, self.beta2, self.eps, wd],
+            vec![
+                mode,
+                b(self.amsgrad),
+                b(self.maximize()),
+                b(self.bias_correction),
+                b(self.epsilon == EpsilonPlacement::Hat),
+            ],
+        )
     }
-}
 
-optimizer_calls! {
-    /// One Adam (or AdamW) step, for any mix of element types; see [`Executor::adam_step`].
-    ///
-    /// ```
-    /// use optkern::{Adam, bf16};
-    ///
-    /// // bf16 weights and gradients, f32 moments.
-    /// let adam = Adam::builder(1e-3).build().unwrap();
-    /// let mut w = vec![bf16::ZERO; 1000];
-    /// let (mut m, mut v) = (vec![0.0f32; 1000], vec![0.0f32; 1000]);
-    /// let g = vec![bf16::from_f32(0.5); 1000];
-    /// optkern::adam_step(&mut w, &mut m, &mut v, &g, &adam, 1);
-    /// // The first bias-corrected step moves each weight by lr against the gradient.
-    /// assert!((w[0].to_f32() + 1e-3).abs() < 1e-5);
-    /// ```
-    fn adam_step / try_adam_step(w: weights, m: state, v: state, g: gradient; config: &Adam, step: u64);
-    f32 => adam_step_f32 / try_adam_step_f32,
-    f16 => adam_step_f16 / try_adam_step_f16,
-    bf16 => adam_step_bf16 / try_adam_step_bf16,
-}
+    fn from_fields(nums: &[f64], flags: &[u8]) -> Result<Self, CheckpointError> {
+        let builder = Adam::builder(nums[0])
+            .betas(nums[1], nums[2])
+            .eps(nums[3])
+            .weight_decay(weight_decay_from(flags[0], nums[4])?)
+            .amsgrad(flag(flags[1])?)
+            .maximize(flag(flags[2])?)
+            .bias_correction(flag(flags[3])?)
+            .epsilon_placement(if flag(flags[4])? {
+                EpsilonPlacement::Hat
+            } else {
+                EpsilonPlacement::Corrected
+            });
+        checked(builder.build())
+    }
 
-optimizer_calls! {
-    /// One AMSGrad step, for any mix of element types; see [`Executor::amsgrad_step`].
-    fn amsgrad_step / try_amsgrad_step(w: weights, m: state, v: state, v_max: state, g: gradient; config: &Adam, step: u64);
-    f32 => amsgrad_step_f32 / try_amsgrad_step_f32,
-    f16 => amsgrad_step_f16 / try_amsgrad_step_f16,
-    bf16 => amsgrad_step_bf16 / try_amsgrad_step_bf16,
+    fn step_many<W: Element, T: Element, G: Element, C: Element>(
+        &self,
+        ctx: &Context,
+        tensors: &mut [TensorStep<'_, W, T, G, C>],
+        step: u64,
+    ) {
+        let update = self.update(step, ctx.grad_scale);
+        if self.amsgrad {
+            ctx.elementwise::<_, _, _, _, _, 3>(tensors, update, step);
+        } else {
+            ctx.elementwise::<_, _, _, _, _, 2>(tensors, update, step);
+        }
+    }
 }

@@ -18,41 +18,51 @@
 //! on every backend and thread count). So a step is two passes over memory: the first updates
 //! `m` and `v` and accumulates `|w|^2` and `|u|^2`; the second recomputes `u` from the stored `m`
 //! and `v` (the first pass uses them rounded to the state type too, so both agree) and
-//! updates the weights. With `max_grad_norm`, a gradient-norm pass comes first.
+//! updates the weights. With `max_grad_norm`, a gradient-norm pass comes first. Each pass is
+//! one parallel region over all the tensors of a call.
+//!
+//! Weight decay: [`WeightDecay::L2`] is timm's default (`wd * w` added to the update, not to
+//! the gradient), [`WeightDecay::Decoupled`] its `decoupled_decay`; `L2(0)` is stored as
+//! [`WeightDecay::None`], which it equals.
+//!
+//! State: `m`, `v` per tensor. Checkpoint record: numbers `lr`, beta1, beta2, eps, weight decay,
+//! max grad norm (0 when off); flags decoupled, grad averaging, bias correction, max grad norm
+//! on, trust clip, always adapt, maximize.
 
 use core::marker::PhantomData;
 
 use pulp::Simd;
 
-use super::{GradientIn, Lerp, WeightDecay, pow_u64};
+use super::{Common, GradientIn, Lerp, MALFORMED_FLAG, OptimizerConfig, WeightDecay};
+use super::{bias_corrections, checked, common_options, flag};
 use crate::arch::Lanes;
+use crate::driver::{Context, Elementwise, TensorStep, Update, round_trip};
 use crate::element::Element;
-use crate::error::{Error, non_negative, positive, unit_interval_open};
-use crate::stream::{Update, round_trip};
+use crate::error::{CheckpointError, Error, positive, unit_interval_open};
+use crate::reduce::{blocks, pairwise_sum};
 
 /// A validated LAMB configuration. Build it with [`Lamb::builder`], then
 /// [`LambBuilder::build`].
 ///
 /// ```
+/// use optkern::{Lamb, WeightDecay};
+///
 /// // timm.optim.Lamb(params, lr=1e-3, weight_decay=0.01, max_grad_norm=None)
-/// let lamb = optkern::Lamb::builder(1e-3).weight_decay(0.01).max_grad_norm(None).build()?;
+/// let lamb = Lamb::builder(1e-3).weight_decay(WeightDecay::L2(0.01)).max_grad_norm(None).build()?;
 /// assert_eq!(lamb.eps(), 1e-6);
 /// # Ok::<(), optkern::Error>(())
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Lamb {
-    lr: f64,
+    common: Common,
     beta1: f64,
     beta2: f64,
     eps: f64,
-    weight_decay: f64,
-    decoupled: bool,
     grad_averaging: bool,
     bias_correction: bool,
     max_grad_norm: Option<f64>,
     trust_clip: bool,
     always_adapt: bool,
-    maximize: bool,
 }
 
 /// Collects the options of a [`Lamb`] config; [`build`](LambBuilder::build) checks them.
@@ -62,6 +72,8 @@ pub struct LambBuilder {
     config: Lamb,
 }
 
+common_options!(Lamb, LambBuilder);
+
 impl Lamb {
     /// LAMB with timm's defaults: `betas = (0.9, 0.999)`, `eps = 1e-6`, `weight_decay = 0.01`
     /// (added to the update), gradient averaging and bias correction on, `max_grad_norm = 1.0`,
@@ -69,26 +81,22 @@ impl Lamb {
     pub fn builder(lr: f64) -> LambBuilder {
         LambBuilder {
             config: Lamb {
-                lr,
+                common: Common {
+                    weight_decay: WeightDecay::L2(0.01),
+                    ..Common::new(lr)
+                },
                 beta1: 0.9,
                 beta2: 0.999,
                 eps: 1e-6,
-                weight_decay: 0.01,
-                decoupled: false,
                 grad_averaging: true,
                 bias_correction: true,
                 max_grad_norm: Some(1.0),
                 trust_clip: false,
                 always_adapt: false,
-                maximize: false,
             },
         }
     }
 
-    /// The learning rate.
-    pub fn lr(&self) -> f64 {
-        self.lr
-    }
     /// `(beta1, beta2)`.
     pub fn betas(&self) -> (f64, f64) {
         (self.beta1, self.beta2)
@@ -96,10 +104,6 @@ impl Lamb {
     /// Epsilon.
     pub fn eps(&self) -> f64 {
         self.eps
-    }
-    /// The weight decay, and whether it is decoupled (else added to the update).
-    pub fn weight_decay(&self) -> (f64, bool) {
-        (self.weight_decay, self.decoupled)
     }
     /// Whether the first moment averages the gradient (`1 - beta1` on `g`).
     pub fn grad_averaging(&self) -> bool {
@@ -121,33 +125,34 @@ impl Lamb {
     pub fn always_adapt(&self) -> bool {
         self.always_adapt
     }
-    /// Whether the objective is maximized.
-    pub fn maximize(&self) -> bool {
-        self.maximize
-    }
-
-    /// Changes the learning rate (for a schedule), checking it as `build` does.
-    pub fn set_lr(&mut self, lr: f64) -> Result<(), Error> {
-        non_negative("lr", lr)?;
-        self.lr = lr;
-        Ok(())
+    /// The config of the quick calls (`lamb_step_f32`, ...): timm's defaults with `lr`.
+    pub(crate) fn lamb_quick(lr: f32, step: u64) -> Result<(Lamb, u64), Error> {
+        Ok((Lamb::builder(lr.into()).build()?, step))
     }
 
     fn validate(&self) -> Result<(), Error> {
-        non_negative("lr", self.lr)?;
+        self.common.validate()?;
         unit_interval_open("beta1", self.beta1)?;
         unit_interval_open("beta2", self.beta2)?;
         positive("eps", self.eps)?;
-        non_negative("weight_decay", self.weight_decay)?;
         if let Some(max) = self.max_grad_norm {
             positive("max_grad_norm", max)?;
         }
         Ok(())
     }
 
+    /// The weight decay's value, and whether it is decoupled.
+    fn decay_parts(&self) -> (f64, bool) {
+        match self.common.weight_decay {
+            WeightDecay::None => (0.0, false),
+            WeightDecay::L2(wd) => (wd, false),
+            WeightDecay::Decoupled(wd) => (wd, true),
+        }
+    }
+
     /// Whether the trust ratio applies.
     pub(crate) fn adapts(&self) -> bool {
-        self.weight_decay != 0.0 || self.always_adapt
+        self.decay_parts().0 != 0.0 || self.always_adapt
     }
 
     /// The trust ratio of a tensor from its squared norms.
@@ -171,25 +176,21 @@ impl Lamb {
     /// per call.
     pub(crate) fn coefficients(&self, step: u64, scale: f64) -> LambCoefficients {
         let (bc1, bc2) = if self.bias_correction {
-            (
-                1.0 - pow_u64(self.beta1, step),
-                1.0 - pow_u64(self.beta2, step),
-            )
+            bias_corrections(self.beta1, self.beta2, step)
         } else {
             (1.0, 1.0)
         };
-        let decay = if self.decoupled {
-            WeightDecay::Decoupled(self.weight_decay)
+        // The L2 term goes into the update direction, not the gradient: the gradient is read
+        // with the decoupled decay only.
+        let (wd, decoupled) = self.decay_parts();
+        let decay = if decoupled {
+            WeightDecay::Decoupled(wd)
         } else {
             WeightDecay::None
         };
-        let l2 = if self.decoupled {
-            0.0
-        } else {
-            self.weight_decay as f32
-        };
+        let l2 = if decoupled { 0.0 } else { wd as f32 };
         LambCoefficients {
-            input: GradientIn::new(self.maximize, decay, self.lr, scale),
+            input: GradientIn::new(self.common.maximize, decay, self.common.lr, scale),
             first: Lerp::new(1.0 - self.beta1),
             grad_averaging: self.grad_averaging,
             beta1: self.beta1 as f32,
@@ -214,19 +215,6 @@ impl LambBuilder {
     /// Epsilon (finite and `> 0`).
     pub fn eps(mut self, eps: f64) -> Self {
         self.config.eps = eps;
-        self
-    }
-    /// The weight decay (finite and `>= 0`), added to the update (timm's default).
-    pub fn weight_decay(mut self, weight_decay: f64) -> Self {
-        self.config.weight_decay = weight_decay;
-        self.config.decoupled = false;
-        self
-    }
-    /// The weight decay, decoupled: `w *= 1 - lr * wd` before the update (timm's
-    /// `decoupled_decay`).
-    pub fn decoupled_weight_decay(mut self, weight_decay: f64) -> Self {
-        self.config.weight_decay = weight_decay;
-        self.config.decoupled = true;
         self
     }
     /// Gradient averaging: `(1 - beta1)` on the gradient in the first moment (on by default).
@@ -255,18 +243,17 @@ impl LambBuilder {
         self.config.always_adapt = on;
         self
     }
-    /// Maximize the objective instead of minimizing it (the gradient is negated).
-    pub fn maximize(mut self, maximize: bool) -> Self {
-        self.config.maximize = maximize;
-        self
-    }
 
     /// Checks every option and returns the config.
     ///
     /// Requirements: `lr` and the weight decay finite and `>= 0`; `0 <= beta1, beta2 < 1`;
-    /// `eps` and `max_grad_norm` finite and `> 0`.
-    pub fn build(self) -> Result<Lamb, Error> {
+    /// `eps` and `max_grad_norm` finite and `> 0`. An L2 decay of 0 becomes
+    /// [`WeightDecay::None`].
+    pub fn build(mut self) -> Result<Lamb, Error> {
         self.config.validate()?;
+        if self.config.common.weight_decay == WeightDecay::L2(0.0) {
+            self.config.common.weight_decay = WeightDecay::None;
+        }
         Ok(self.config)
     }
 }
@@ -310,8 +297,8 @@ impl LambCoefficients {
 /// `|u|^2` (the weights are only read).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct LambMoments<T> {
-    pub(crate) c: LambCoefficients,
-    pub(crate) state_type: PhantomData<T>,
+    c: LambCoefficients,
+    state_type: PhantomData<T>,
 }
 
 impl<T: Element> Update<2, 2> for LambMoments<T> {
@@ -351,8 +338,8 @@ impl<T: Element> Update<2, 2> for LambMoments<T> {
 /// (`step_size = lr * trust`); the moments are only read, the gradient not at all.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct LambApply {
-    pub(crate) c: LambCoefficients,
-    pub(crate) step_size: f32,
+    c: LambCoefficients,
+    step_size: f32,
 }
 
 impl Update<2, 0> for LambApply {
@@ -374,5 +361,119 @@ impl Update<2, 0> for LambApply {
             [m, v],
             [],
         )
+    }
+}
+
+impl OptimizerConfig for Lamb {
+    const FIELDS: (usize, usize) = (6, 7);
+
+    fn state_buffers(&self) -> &'static [&'static str] {
+        &["m", "v"]
+    }
+
+    fn fields(&self) -> (Vec<f64>, Vec<u8>) {
+        let (wd, decoupled) = self.decay_parts();
+        let max = self.max_grad_norm;
+        let b = u8::from;
+        (
+            vec![
+                self.lr(),
+                self.beta1,
+                self.beta2,
+                self.eps,
+                wd,
+                max.unwrap_or(0.0),
+            ],
+            vec![
+                b(decoupled),
+                b(self.grad_averaging),
+                b(self.bias_correction),
+                b(max.is_some()),
+                b(self.trust_clip),
+                b(self.always_adapt),
+                b(self.maximize()),
+            ],
+        )
+    }
+
+    fn from_fields(nums: &[f64], flags: &[u8]) -> Result<Self, CheckpointError> {
+        let decay = if flag(flags[0])? {
+            WeightDecay::Decoupled(nums[4])
+        } else {
+            WeightDecay::L2(nums[4])
+        };
+        let max = match flag(flags[3])? {
+            true => Some(nums[5]),
+            false if nums[5] == 0.0 => None,
+            false => return Err(MALFORMED_FLAG),
+        };
+        let builder = Lamb::builder(nums[0])
+            .betas(nums[1], nums[2])
+            .eps(nums[3])
+            .weight_decay(decay)
+            .grad_averaging(flag(flags[1])?)
+            .bias_correction(flag(flags[2])?)
+            .max_grad_norm(max)
+            .trust_clip(flag(flags[4])?)
+            .always_adapt(flag(flags[5])?)
+            .maximize(flag(flags[6])?);
+        checked(builder.build())
+    }
+
+    /// The optional global-norm pass, the moments pass (with the per-tensor sums of squares),
+    /// the trust ratios, the weights pass.
+    fn step_many<W: Element, T: Element, G: Element, C: Element>(
+        &self,
+        ctx: &Context,
+        tensors: &mut [TensorStep<'_, W, T, G, C>],
+        step: u64,
+    ) {
+        let mut scale = ctx.grad_scale;
+        if let Some(max) = self.max_grad_norm {
+            // timm: the gradients are divided by `norm / max_grad_norm` when the norm is above
+            // it (a NaN norm compares false and clips nothing).
+            let grads: Vec<&[G]> = tensors.iter().map(|t| t.grad).collect();
+            let norm = ctx.grad_norm(&grads).norm() * scale.abs();
+            if norm > max {
+                scale /= norm / max;
+            }
+        }
+        let c = self.coefficients(step, scale);
+
+        let mut sums: Vec<[Vec<f64>; 2]> = tensors
+            .iter()
+            .map(|t| [vec![0.0; blocks(t.len())], vec![0.0; blocks(t.len())]])
+            .collect();
+        let moments = LambMoments {
+            c,
+            state_type: PhantomData::<T>,
+        };
+        let kernels = tensors
+            .iter_mut()
+            .zip(&mut sums)
+            .map(|(t, [w_sq, u_sq])| Elementwise {
+                update: moments,
+                buffers: t.buffers::<2, 2>(false, [&mut w_sq[..], &mut u_sq[..]]),
+                rounding: None,
+            })
+            .collect();
+        ctx.run_many(kernels, step);
+
+        let kernels = tensors
+            .iter_mut()
+            .zip(&sums)
+            .map(|(t, [w_sq, u_sq])| {
+                let trust = self.trust_ratio(pairwise_sum(w_sq), pairwise_sum(u_sq));
+                Elementwise {
+                    update: LambApply {
+                        c,
+                        step_size: (self.lr() * trust) as f32,
+                    },
+                    buffers: t.buffers::<2, 0>(true, []),
+                    rounding: None,
+                }
+            })
+            .collect();
+        ctx.run_many(kernels, step);
     }
 }

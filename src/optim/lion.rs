@@ -14,29 +14,32 @@
 //! magnitude gets the right answer: subnormals are ±1, zeros of either sign give 0. In `f32`:
 //! `c = fma(1-beta1, g, beta1*m)`, `w = fma(-lr, sign(c), w)` (one rounding),
 //! `m = fma(1-beta2, g, beta2*m)`.
+//!
+//! State: one buffer per tensor, `m`. Checkpoint record: numbers `lr`, beta1, beta2, weight
+//! decay; flags weight-decay mode, maximize.
 
-use super::{GradientIn, WeightDecay, optimizer_calls, sign};
-use crate::Executor;
+use super::{Common, GradientIn, OptimizerConfig, checked, common_options, flag, sign};
+use super::{weight_decay_from, weight_decay_parts};
 use crate::arch::Lanes;
-use crate::element::{Element, bf16, f16};
-use crate::error::{Error, non_negative, same_len, unit_interval_open};
-use crate::stream::{Buffers, Update};
+use crate::driver::{Context, TensorStep, Update};
+use crate::element::Element;
+use crate::error::{CheckpointError, Error, unit_interval_open};
 
 /// A validated Lion configuration. Build it with [`Lion::builder`], then [`LionBuilder::build`].
 ///
 /// ```
-/// // lion_pytorch.Lion(lr=3e-4, betas=(0.95, 0.98), weight_decay=0.1)
-/// let lion = optkern::Lion::builder(3e-4).betas(0.95, 0.98).weight_decay(0.1).build()?;
+/// use optkern::{Lion, WeightDecay};
+///
+/// // lion_pytorch.Lion(lr=3e-4, betas=(0.95, 0.98), weight_decay=0.1): decoupled decay.
+/// let lion = Lion::builder(3e-4).betas(0.95, 0.98).weight_decay(WeightDecay::Decoupled(0.1)).build()?;
 /// assert_eq!(lion.betas(), (0.95, 0.98));
 /// # Ok::<(), optkern::Error>(())
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Lion {
-    lr: f64,
+    common: Common,
     beta1: f64,
     beta2: f64,
-    weight_decay: WeightDecay,
-    maximize: bool,
 }
 
 /// Collects the options of a [`Lion`] config; [`build`](LionBuilder::build) checks them.
@@ -46,55 +49,40 @@ pub struct LionBuilder {
     config: Lion,
 }
 
+common_options!(Lion, LionBuilder);
+
 impl Lion {
     /// Lion with lion-pytorch's defaults: `betas = (0.9, 0.99)`, no weight decay.
     pub fn builder(lr: f64) -> LionBuilder {
         LionBuilder {
             config: Lion {
-                lr,
+                common: Common::new(lr),
                 beta1: 0.9,
                 beta2: 0.99,
-                weight_decay: WeightDecay::None,
-                maximize: false,
             },
         }
     }
 
-    /// The learning rate.
-    pub fn lr(&self) -> f64 {
-        self.lr
-    }
     /// `(beta1, beta2)`: the interpolation for the update's sign, and the momentum decay.
     pub fn betas(&self) -> (f64, f64) {
         (self.beta1, self.beta2)
     }
-    /// The weight decay.
-    pub fn weight_decay(&self) -> WeightDecay {
-        self.weight_decay
-    }
-    /// Whether the objective is maximized.
-    pub fn maximize(&self) -> bool {
-        self.maximize
-    }
-
-    /// Changes the learning rate (for a schedule), checking it as `build` does.
-    pub fn set_lr(&mut self, lr: f64) -> Result<(), Error> {
-        non_negative("lr", lr)?;
-        self.lr = lr;
-        Ok(())
+    /// The config of the quick calls (`lion_step_f32`, ...): lion-pytorch's defaults with
+    /// `lr`.
+    pub(crate) fn lion_quick(lr: f32) -> Result<(Lion, u64), Error> {
+        Ok((Lion::builder(lr.into()).build()?, 1))
     }
 
     fn validate(&self) -> Result<(), Error> {
-        non_negative("lr", self.lr)?;
+        self.common.validate()?;
         unit_interval_open("beta1", self.beta1)?;
-        unit_interval_open("beta2", self.beta2)?;
-        self.weight_decay.validate()
+        unit_interval_open("beta2", self.beta2)
     }
 
     pub(crate) fn update(&self, scale: f64) -> LionUpdate {
         LionUpdate {
-            input: GradientIn::new(self.maximize, self.weight_decay, self.lr, scale),
-            lr: self.lr as f32,
+            input: self.common.gradient_in(scale),
+            lr: self.common.lr as f32,
             beta1: self.beta1 as f32,
             one_minus_beta1: (1.0 - self.beta1) as f32,
             beta2: self.beta2 as f32,
@@ -108,20 +96,6 @@ impl LionBuilder {
     pub fn betas(mut self, beta1: f64, beta2: f64) -> Self {
         self.config.beta1 = beta1;
         self.config.beta2 = beta2;
-        self
-    }
-    /// Decoupled weight decay `w *= 1 - lr * weight_decay` (lion-pytorch's `weight_decay`).
-    pub fn weight_decay(self, weight_decay: f64) -> Self {
-        self.weight_decay_mode(WeightDecay::Decoupled(weight_decay))
-    }
-    /// Weight decay of either kind (an L2 term is added to the gradient before the sign).
-    pub fn weight_decay_mode(mut self, weight_decay: WeightDecay) -> Self {
-        self.config.weight_decay = weight_decay;
-        self
-    }
-    /// Maximize the objective instead of minimizing it (the gradient is negated).
-    pub fn maximize(mut self, maximize: bool) -> Self {
-        self.config.maximize = maximize;
         self
     }
 
@@ -172,35 +146,36 @@ impl Update<1, 0> for LionUpdate {
     }
 }
 
-impl Executor {
-    /// One Lion step on weights `w`, momentum `m` and gradient `g`, of any element types;
-    /// `step` counts from 1 (it keys stochastic rounding).
-    ///
-    /// Fails, writing nothing, if a length differs or `step` is 0.
-    pub fn lion_step<W: Element, T: Element, G: Element>(
-        &self,
-        w: &mut [W],
-        m: &mut [T],
-        g: &[G],
-        config: &Lion,
-        step: u64,
-    ) -> Result<(), Error> {
-        const CALL: &str = "lion_step";
-        if step == 0 {
-            return Err(Error::InvalidStep);
-        }
-        same_len(CALL, "m", m.len(), w.len())?;
-        same_len(CALL, "gradient", g.len(), w.len())?;
-        let update = config.update(self.gradient_multiplier());
-        self.run_elementwise(update, Buffers::new(w, [m], g), step);
-        Ok(())
-    }
-}
+impl OptimizerConfig for Lion {
+    const FIELDS: (usize, usize) = (4, 2);
 
-optimizer_calls! {
-    /// One Lion step, for any mix of element types; see [`Executor::lion_step`].
-    fn lion_step / try_lion_step(w: weights, m: state, g: gradient; config: &Lion, step: u64);
-    f32 => lion_step_f32 / try_lion_step_f32,
-    f16 => lion_step_f16 / try_lion_step_f16,
-    bf16 => lion_step_bf16 / try_lion_step_bf16,
+    fn state_buffers(&self) -> &'static [&'static str] {
+        &["m"]
+    }
+
+    fn fields(&self) -> (Vec<f64>, Vec<u8>) {
+        let (mode, wd) = weight_decay_parts(self.weight_decay());
+        (
+            vec![self.lr(), self.beta1, self.beta2, wd],
+            vec![mode, u8::from(self.maximize())],
+        )
+    }
+
+    fn from_fields(nums: &[f64], flags: &[u8]) -> Result<Self, CheckpointError> {
+        let builder = Lion::builder(nums[0])
+            .betas(nums[1], nums[2])
+            .weight_decay(weight_decay_from(flags[0], nums[3])?)
+            .maximize(flag(flags[1])?);
+        checked(builder.build())
+    }
+
+    fn step_many<W: Element, T: Element, G: Element, C: Element>(
+        &self,
+        ctx: &Context,
+        tensors: &mut [TensorStep<'_, W, T, G, C>],
+        step: u64,
+    ) {
+        let update = self.update(ctx.grad_scale);
+        ctx.elementwise::<_, _, _, _, _, 1>(tensors, update, step);
+    }
 }

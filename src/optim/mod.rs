@@ -1,23 +1,182 @@
-//! The optimizers, one file each: a validated config type, the per-element formula (an
-//! [`Update`](crate::stream::Update)), and the public calls.
+//! The optimizers, one file each: a validated config type and its builder, the per-element
+//! formula (an [`Update`](crate::driver::Update)), how it runs over many tensors, and its
+//! checkpoint fields. The registry ([`registry`]) lists them, once each; the enum
+//! [`Optimizer`](crate::Optimizer), the executor's calls, the free functions and the checkpoint
+//! code table are generated from it.
 //!
-//! What every optimizer shares lives here: how the gradient is read (maximize, the L2 term),
-//! how decoupled weight decay shrinks the weights, the lane operations whose NaN behaviour
-//! differs between instruction sets (so they are written out here, the same everywhere), the
-//! step-dependent coefficients, and the macro that writes each optimizer's public calls.
+//! What every optimizer shares lives here: the common options (learning rate, maximize, weight
+//! decay) and their builder methods, how the gradient is read (maximize, the L2 term), how
+//! decoupled weight decay shrinks the weights, the lane operations whose NaN behaviour differs
+//! between instruction sets (so they are written out here, the same everywhere), the
+//! step-dependent coefficients, and the helpers of the checkpoint fields.
+//!
+//! This layer sits above the kernel driver ([`crate::driver`]) and below the executor: it runs
+//! its kernels through a [`Context`](crate::driver::Context), never through an `Executor`.
 
 use pulp::Simd;
 
-use crate::Error;
-use crate::error::non_negative;
+use crate::driver::{Context, TensorStep};
+use crate::element::Element;
+use crate::error::{CheckpointError, Error, non_negative};
 
 pub mod adagrad;
 pub mod adam;
+pub mod adamax;
 pub mod lamb;
 pub mod lion;
-pub mod many;
 pub mod momentum;
+pub(crate) mod registry;
 pub mod rmsprop;
+pub mod sgd;
+
+/// What the registry needs of an optimizer config: its state buffers, its checkpoint fields,
+/// and how one step runs over many tensors. Each optimizer's file implements it; nothing else
+/// does.
+pub(crate) trait OptimizerConfig: Copy + Sized {
+    /// The numbers (`f64`) and flags (`u8`) of its checkpoint record.
+    const FIELDS: (usize, usize);
+
+    /// The state buffers of each tensor, in the order a [`TensorStep`] gives them. Decided
+    /// once, here, from the config.
+    fn state_buffers(&self) -> &'static [&'static str];
+
+    /// The checkpoint record: exactly `FIELDS` numbers and flags.
+    fn fields(&self) -> (Vec<f64>, Vec<u8>);
+
+    /// The config from a checkpoint record of the right length, validated as its builder
+    /// validates.
+    fn from_fields(nums: &[f64], flags: &[u8]) -> Result<Self, CheckpointError>;
+
+    /// One step of every tensor (already checked against [`state_buffers`](Self::state_buffers)),
+    /// with the context's gradient multiplier and rounding, in one parallel region where it can.
+    fn step_many<W: Element, T: Element, G: Element, C: Element>(
+        &self,
+        ctx: &Context,
+        tensors: &mut [TensorStep<'_, W, T, G, C>],
+        step: u64,
+    );
+}
+
+/// The options every optimizer has: the learning rate, maximize, and weight decay. Each config
+/// holds one; [`common_options`] writes their getters, `set_lr` and the builder methods.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Common {
+    pub(crate) lr: f64,
+    pub(crate) maximize: bool,
+    pub(crate) weight_decay: WeightDecay,
+}
+
+impl Common {
+    pub(crate) const fn new(lr: f64) -> Common {
+        Common {
+            lr,
+            maximize: false,
+            weight_decay: WeightDecay::None,
+        }
+    }
+
+    /// The learning rate finite and `>= 0`, the weight decay valid.
+    pub(crate) fn validate(&self) -> Result<(), Error> {
+        non_negative("lr", self.lr)?;
+        self.weight_decay.validate()
+    }
+
+    /// How the gradient is read with the multiplier `scale`.
+    pub(crate) fn gradient_in(&self, scale: f64) -> GradientIn {
+        GradientIn::new(self.maximize, self.weight_decay, self.lr, scale)
+    }
+}
+
+/// Writes the common options of a config type (a `common: Common` field) and its builder (a
+/// `config` field): the getters `lr`, `maximize`, `weight_decay`, the setter `set_lr`, and the
+/// builder methods `maximize` and `weight_decay`.
+macro_rules! common_options {
+    ($config:ident, $builder:ident) => {
+        impl $config {
+            /// The learning rate.
+            pub fn lr(&self) -> f64 {
+                self.common.lr
+            }
+            /// Whether the objective is maximized (the gradient is negated).
+            pub fn maximize(&self) -> bool {
+                self.common.maximize
+            }
+            /// The weight decay.
+            pub fn weight_decay(&self) -> $crate::WeightDecay {
+                self.common.weight_decay
+            }
+            /// Changes the learning rate (for a schedule), checking it as `build` does:
+            /// finite and `>= 0`. Nothing changes when it fails.
+            pub fn set_lr(&mut self, lr: f64) -> Result<(), $crate::Error> {
+                $crate::error::non_negative("lr", lr)?;
+                self.common.lr = lr;
+                Ok(())
+            }
+        }
+
+        impl $builder {
+            /// Maximize the objective instead of minimizing it (the gradient is negated).
+            pub fn maximize(mut self, maximize: bool) -> Self {
+                self.config.common.maximize = maximize;
+                self
+            }
+            /// Weight decay: [`WeightDecay::L2`](crate::WeightDecay::L2) (a term added to the
+            /// gradient) or [`WeightDecay::Decoupled`](crate::WeightDecay::Decoupled) (the
+            /// weights shrink first); finite and `>= 0`.
+            pub fn weight_decay(mut self, weight_decay: $crate::WeightDecay) -> Self {
+                self.config.common.weight_decay = weight_decay;
+                self
+            }
+        }
+    };
+}
+pub(crate) use common_options;
+
+/// `(1 - beta1^t, 1 - beta2^t)`, in `f64` by repeated squaring: Adam's, LAMB's and the
+/// stateful optimizer's bias corrections, computed here only.
+pub(crate) fn bias_corrections(beta1: f64, beta2: f64, step: u64) -> (f64, f64) {
+    (1.0 - pow_u64(beta1, step), 1.0 - pow_u64(beta2, step))
+}
+
+/// A checkpoint flag: 0 or 1.
+pub(crate) fn flag(value: u8) -> Result<bool, CheckpointError> {
+    match value {
+        0 => Ok(false),
+        1 => Ok(true),
+        _ => Err(MALFORMED_FLAG),
+    }
+}
+
+/// The error of a flag outside its range.
+pub(crate) const MALFORMED_FLAG: CheckpointError = CheckpointError::Malformed {
+    reason: "a config flag has a value outside its range",
+};
+
+/// The checkpoint form of a weight decay: a mode (0 none, 1 L2, 2 decoupled) and a value.
+pub(crate) fn weight_decay_parts(wd: WeightDecay) -> (u8, f64) {
+    match wd {
+        WeightDecay::None => (0, 0.0),
+        WeightDecay::L2(v) => (1, v),
+        WeightDecay::Decoupled(v) => (2, v),
+    }
+}
+
+/// A weight decay from its checkpoint form.
+pub(crate) fn weight_decay_from(mode: u8, value: f64) -> Result<WeightDecay, CheckpointError> {
+    match mode {
+        0 if value == 0.0 => Ok(WeightDecay::None),
+        1 => Ok(WeightDecay::L2(value)),
+        2 => Ok(WeightDecay::Decoupled(value)),
+        _ => Err(MALFORMED_FLAG),
+    }
+}
+
+/// A builder's verdict on a config read from a checkpoint.
+pub(crate) fn checked<T>(config: Result<T, Error>) -> Result<T, CheckpointError> {
+    config.map_err(|error| CheckpointError::InvalidConfig {
+        error: Box::new(error),
+    })
+}
 
 /// How weight decay enters a step.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -203,70 +362,6 @@ pub(crate) fn pow_u64(base: f64, mut exp: u64) -> f64 {
     }
     result
 }
-
-/// Writes an optimizer's public calls from its [`Executor`](crate::Executor) method: the
-/// generic call that panics, its `try_` twin, and the fixed-type calls (every buffer of one
-/// element type) with their `try_` twins.
-///
-/// Parameters are listed as `name: kind`, with kinds `weights` (`&mut [W]`), `state`
-/// (`&mut [T]`), `optional_state` (`Option<&mut [T]>`) and `gradient` (`&[G]`), then the
-/// remaining arguments with their types.
-macro_rules! optimizer_calls {
-    (
-        $(#[$doc:meta])*
-        fn $name:ident / $try_name:ident $params:tt;
-        $($t:ident => $typed:ident / $try_typed:ident),+ $(,)?
-    ) => {
-        optimizer_calls!(@generic [$(#[$doc])*] $name, $try_name, $params);
-        $(optimizer_calls!(@typed $t, $typed, $try_typed, $name, $try_name, $params);)+
-    };
-    (@generic [$(#[$doc:meta])*] $name:ident, $try_name:ident, ($($p:ident: $kind:ident),+; $($a:ident: $aty:ty),*)) => {
-        $(#[$doc])*
-        ///
-        /// Runs on the default [`Executor`](crate::Executor).
-        ///
-        /// # Panics
-        /// If a buffer's length differs from the weights', a state buffer the config needs is
-        /// missing (or one it does not use is given), the step is invalid, or
-        /// `OPTKERN_BACKEND` is invalid; nothing is written then.
-        #[doc = concat!("[`", stringify!($try_name), "`] returns the error instead.")]
-        pub fn $name<W: Element, T: Element, G: Element>(
-            $($p: optimizer_calls!(@ty $kind, W, T, G),)+ $($a: $aty),*
-        ) {
-            if let Err(e) = crate::executor::default_executor().$name($($p,)+ $($a),*) {
-                panic!("optkern::{e}");
-            }
-        }
-
-        #[doc = concat!("[`", stringify!($name), "`], returning the error instead of panicking.")]
-        pub fn $try_name<W: Element, T: Element, G: Element>(
-            $($p: optimizer_calls!(@ty $kind, W, T, G),)+ $($a: $aty),*
-        ) -> Result<(), Error> {
-            crate::Executor::new()?.$name($($p,)+ $($a),*)
-        }
-    };
-    (@typed $t:ident, $typed:ident, $try_typed:ident, $name:ident, $try_name:ident, ($($p:ident: $kind:ident),+; $($a:ident: $aty:ty),*)) => {
-        #[doc = concat!("[`", stringify!($name), "`] with every buffer in `", stringify!($t), "`.")]
-        ///
-        /// # Panics
-        #[doc = concat!("As [`", stringify!($name), "`]; [`", stringify!($try_typed), "`] returns the error instead.")]
-        pub fn $typed($($p: optimizer_calls!(@ty $kind, $t, $t, $t),)+ $($a: $aty),*) {
-            $name::<$t, $t, $t>($($p,)+ $($a),*)
-        }
-
-        #[doc = concat!("[`", stringify!($typed), "`], returning the error instead of panicking.")]
-        pub fn $try_typed(
-            $($p: optimizer_calls!(@ty $kind, $t, $t, $t),)+ $($a: $aty),*
-        ) -> Result<(), Error> {
-            $try_name::<$t, $t, $t>($($p,)+ $($a),*)
-        }
-    };
-    (@ty weights, $w:ty, $t:ty, $g:ty) => { &mut [$w] };
-    (@ty state, $w:ty, $t:ty, $g:ty) => { &mut [$t] };
-    (@ty optional_state, $w:ty, $t:ty, $g:ty) => { Option<&mut [$t]> };
-    (@ty gradient, $w:ty, $t:ty, $g:ty) => { &[$g] };
-}
-pub(crate) use optimizer_calls;
 
 #[cfg(test)]
 mod tests {

@@ -1,4 +1,4 @@
-//! SGD with momentum, in the three conventions in use, and plain SGD.
+//! SGD with momentum, in the three conventions in use (plain SGD is [`crate::optim::sgd`]).
 //!
 //! All three momentum conventions are one kernel, `v = mu*v + c*g; w -= a*d`, with different
 //! scalars:
@@ -18,14 +18,17 @@
 //! rounded first, as PyTorch's `buf.mul_(momentum).add_(grad, alpha=1-dampening)` does),
 //! `d = fma(mu, v, c*g)` with Nesterov (`c*g` rounded; exact in the PyTorch form, where `c` is 1),
 //! and `w = fma(-a, d, w)`.
+//!
+//! State: one buffer per tensor, `velocity`. Checkpoint record: numbers `lr`, momentum,
+//! dampening, weight decay; flags form (0 heavy ball, 1 learning rate in the velocity, 2 moving
+//! average), Nesterov, weight-decay mode, maximize.
 
-use super::{GradientIn, WeightDecay};
-use crate::Executor;
+use super::{Common, GradientIn, MALFORMED_FLAG, OptimizerConfig, checked, common_options, flag};
+use super::{weight_decay_from, weight_decay_parts};
 use crate::arch::Lanes;
-use crate::element::{Element, bf16, f16};
-use crate::error::{Error, non_negative, same_len, unit_interval_closed, unit_interval_open};
-use crate::executor::default_executor;
-use crate::stream::{Buffers, Update};
+use crate::driver::{Context, TensorStep, Update};
+use crate::element::Element;
+use crate::error::{CheckpointError, Error, unit_interval_closed, unit_interval_open};
 
 /// Which momentum convention a [`Momentum`] config follows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,13 +62,11 @@ pub enum MomentumForm {
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Momentum {
+    common: Common,
     form: MomentumForm,
-    lr: f64,
     momentum: f64,
     dampening: f64,
     nesterov: bool,
-    weight_decay: WeightDecay,
-    maximize: bool,
 }
 
 /// Collects the options of a [`Momentum`] config; [`build`](MomentumBuilder::build) checks
@@ -76,13 +77,15 @@ pub struct MomentumBuilder {
     config: Momentum,
 }
 
+common_options!(Momentum, MomentumBuilder);
+
 impl Momentum {
     /// PyTorch's heavy-ball momentum (`torch.optim.SGD(lr, momentum)`); see
     /// [`MomentumForm::HeavyBall`].
     ///
     /// With `momentum` 0 the formula still holds as written (`v = (1-dampening)*g`,
     /// `w -= lr*v`); PyTorch keeps no buffer in that case and ignores dampening, which is what
-    /// [`Sgd`] with [`sgd_step`] does.
+    /// [`Sgd`](crate::Sgd) with [`sgd_step`](crate::sgd_step) does.
     pub fn heavy_ball(lr: f64, momentum: f64) -> MomentumBuilder {
         Momentum::builder(MomentumForm::HeavyBall, lr, momentum)
     }
@@ -102,13 +105,11 @@ impl Momentum {
     fn builder(form: MomentumForm, lr: f64, momentum: f64) -> MomentumBuilder {
         MomentumBuilder {
             config: Momentum {
+                common: Common::new(lr),
                 form,
-                lr,
                 momentum,
                 dampening: 0.0,
                 nesterov: false,
-                weight_decay: WeightDecay::None,
-                maximize: false,
             },
         }
     }
@@ -116,10 +117,6 @@ impl Momentum {
     /// The convention.
     pub fn form(&self) -> MomentumForm {
         self.form
-    }
-    /// The learning rate.
-    pub fn lr(&self) -> f64 {
-        self.lr
     }
     /// The momentum coefficient (`beta` in the moving-average form).
     pub fn momentum(&self) -> f64 {
@@ -133,27 +130,19 @@ impl Momentum {
     pub fn nesterov(&self) -> bool {
         self.nesterov
     }
-    /// The weight decay.
-    pub fn weight_decay(&self) -> WeightDecay {
-        self.weight_decay
-    }
-    /// Whether the objective is maximized (the gradient is negated).
-    pub fn maximize(&self) -> bool {
-        self.maximize
-    }
 
-    /// Changes the learning rate (for a schedule), checking it as `build` does.
-    pub fn set_lr(&mut self, lr: f64) -> Result<(), Error> {
-        non_negative("lr", lr)?;
-        self.lr = lr;
-        Ok(())
+    /// The config of the quick calls (`momentum_step_f32`, ...): PyTorch's heavy ball with
+    /// `lr` and `mu`. The quick calls take no step count, so they run as a step after the
+    /// first: PyTorch's first-step rule (`v = g`) gives the same result on a velocity that
+    /// starts at zero.
+    pub(crate) fn momentum_quick(lr: f32, mu: f32) -> Result<(Momentum, u64), Error> {
+        Ok((Momentum::heavy_ball(lr.into(), mu.into()).build()?, 2))
     }
 
     fn validate(&self) -> Result<(), Error> {
-        non_negative("lr", self.lr)?;
+        self.common.validate()?;
         unit_interval_open("momentum", self.momentum)?;
         unit_interval_closed("dampening", self.dampening)?;
-        self.weight_decay.validate()?;
         if self.dampening != 0.0 && self.form != MomentumForm::HeavyBall {
             return Err(Error::IncompatibleOptions {
                 reason: "dampening belongs to the PyTorch (heavy-ball) form only",
@@ -170,13 +159,14 @@ impl Momentum {
     /// The coefficients of one step, computed once per call (in `f64` where they are not
     /// exact, rounded once to `f32`). `first` applies PyTorch's first-step rule.
     pub(crate) fn update(&self, first: bool, scale: f64) -> MomentumUpdate {
+        let lr = self.common.lr;
         let (c, a) = match self.form {
-            MomentumForm::HeavyBall => ((1.0 - self.dampening) as f32, self.lr as f32),
-            MomentumForm::LrInVelocity => (self.lr as f32, 1.0),
-            MomentumForm::MovingAverage => ((1.0 - self.momentum) as f32, self.lr as f32),
+            MomentumForm::HeavyBall => ((1.0 - self.dampening) as f32, lr as f32),
+            MomentumForm::LrInVelocity => (lr as f32, 1.0),
+            MomentumForm::MovingAverage => ((1.0 - self.momentum) as f32, lr as f32),
         };
         MomentumUpdate {
-            input: GradientIn::new(self.maximize, self.weight_decay, self.lr, scale),
+            input: self.common.gradient_in(scale),
             mu: self.momentum as f32,
             c,
             a,
@@ -195,16 +185,6 @@ impl MomentumBuilder {
     /// The Nesterov look-ahead.
     pub fn nesterov(mut self, nesterov: bool) -> Self {
         self.config.nesterov = nesterov;
-        self
-    }
-    /// Weight decay, L2 or decoupled.
-    pub fn weight_decay(mut self, weight_decay: WeightDecay) -> Self {
-        self.config.weight_decay = weight_decay;
-        self
-    }
-    /// Maximize the objective instead of minimizing it (the gradient is negated).
-    pub fn maximize(mut self, maximize: bool) -> Self {
-        self.config.maximize = maximize;
         self
     }
 
@@ -259,304 +239,66 @@ impl Update<1, 0> for MomentumUpdate {
     }
 }
 
-/// A validated configuration of plain SGD (no velocity): `w -= lr * g`, with optional weight
-/// decay and maximize, as `torch.optim.SGD` with `momentum=0`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Sgd {
-    lr: f64,
-    weight_decay: WeightDecay,
-    maximize: bool,
-}
-
-impl Sgd {
-    /// Plain SGD with learning rate `lr` (checked: finite and `>= 0`).
-    pub fn new(lr: f64) -> Result<Sgd, Error> {
-        non_negative("lr", lr)?;
-        Ok(Sgd {
-            lr,
-            weight_decay: WeightDecay::None,
-            maximize: false,
-        })
-    }
-    /// The same config with weight decay, L2 or decoupled (checked: finite and `>= 0`).
-    pub fn with_weight_decay(self, weight_decay: WeightDecay) -> Result<Sgd, Error> {
-        weight_decay.validate()?;
-        Ok(Sgd {
-            weight_decay,
-            ..self
-        })
-    }
-    /// The same config, maximizing the objective (the gradient is negated).
-    pub fn with_maximize(self, maximize: bool) -> Sgd {
-        Sgd { maximize, ..self }
-    }
-    /// Changes the learning rate (for a schedule), checking it.
-    pub fn set_lr(&mut self, lr: f64) -> Result<(), Error> {
-        non_negative("lr", lr)?;
-        self.lr = lr;
-        Ok(())
-    }
-    /// The learning rate.
-    pub fn lr(&self) -> f64 {
-        self.lr
-    }
-    /// The weight decay.
-    pub fn weight_decay(&self) -> WeightDecay {
-        self.weight_decay
-    }
-    /// Whether the objective is maximized.
-    pub fn maximize(&self) -> bool {
-        self.maximize
-    }
-
-    pub(crate) fn update(&self, scale: f64) -> SgdUpdate {
-        SgdUpdate {
-            input: GradientIn::new(self.maximize, self.weight_decay, self.lr, scale),
-            lr: self.lr as f32,
-        }
+/// The checkpoint code of a momentum form (also RMSprop's momentum form).
+pub(crate) fn form_code(form: MomentumForm) -> u8 {
+    match form {
+        MomentumForm::HeavyBall => 0,
+        MomentumForm::LrInVelocity => 1,
+        MomentumForm::MovingAverage => 2,
     }
 }
 
-/// The coefficients of one plain SGD step.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct SgdUpdate {
-    input: GradientIn,
-    lr: f32,
+/// A momentum form from its checkpoint code (also RMSprop's momentum form).
+pub(crate) fn form_from(code: u8) -> Result<MomentumForm, CheckpointError> {
+    match code {
+        0 => Ok(MomentumForm::HeavyBall),
+        1 => Ok(MomentumForm::LrInVelocity),
+        2 => Ok(MomentumForm::MovingAverage),
+        _ => Err(MALFORMED_FLAG),
+    }
 }
 
-impl Update<0, 0> for SgdUpdate {
-    #[inline(always)]
-    fn update<S: Lanes>(
-        self,
-        simd: S,
-        w: S::f32s,
-        state: [S::f32s; 0],
-        g: S::f32s,
-    ) -> (S::f32s, [S::f32s; 0], [S::f32s; 0]) {
-        let g = self.input.gradient(simd, g, w);
-        let w = self.input.decayed(simd, w);
+impl OptimizerConfig for Momentum {
+    const FIELDS: (usize, usize) = (4, 4);
+
+    fn state_buffers(&self) -> &'static [&'static str] {
+        &["velocity"]
+    }
+
+    fn fields(&self) -> (Vec<f64>, Vec<u8>) {
+        let (mode, wd) = weight_decay_parts(self.weight_decay());
         (
-            simd.mul_add_f32s(simd.splat_f32s(-self.lr), g, w),
-            state,
-            [],
-        )
-    }
-}
-
-impl Executor {
-    /// One step of SGD with momentum on weights `w`, velocity `v` and gradient `g`, of any
-    /// element types (for example bf16 weights and gradient with an `f32` velocity).
-    ///
-    /// `step` counts from 1; in the PyTorch form step 1 sets `v = g` without reading `v`.
-    /// Fails, writing nothing, if the lengths differ or `step` is 0.
-    pub fn momentum_step<W: Element, T: Element, G: Element>(
-        &self,
-        w: &mut [W],
-        v: &mut [T],
-        g: &[G],
-        config: &Momentum,
-        step: u64,
-    ) -> Result<(), Error> {
-        if step == 0 {
-            return Err(Error::InvalidStep);
-        }
-        let update = config.update(step == 1, self.gradient_multiplier());
-        self.momentum_with(update, "momentum_step", w, v, g, step)
-    }
-
-    fn momentum_with<W: Element, T: Element, G: Element>(
-        &self,
-        update: MomentumUpdate,
-        call: &'static str,
-        w: &mut [W],
-        v: &mut [T],
-        g: &[G],
-        step: u64,
-    ) -> Result<(), Error> {
-        same_len(call, "velocity", v.len(), w.len())?;
-        same_len(call, "gradient", g.len(), w.len())?;
-        self.run_elementwise(update, Buffers::new(w, [v], g), step);
-        Ok(())
-    }
-
-    /// One step of plain SGD on weights `w` and gradient `g`, of any element types; `step`
-    /// counts from 1 (it keys stochastic rounding).
-    /// Fails, writing nothing, if the lengths differ or `step` is 0.
-    pub fn sgd_step<W: Element, G: Element>(
-        &self,
-        w: &mut [W],
-        g: &[G],
-        config: &Sgd,
-        step: u64,
-    ) -> Result<(), Error> {
-        if step == 0 {
-            return Err(Error::InvalidStep);
-        }
-        self.sgd_with(
-            config.update(self.gradient_multiplier()),
-            "sgd_step",
-            w,
-            g,
-            step,
+            vec![self.lr(), self.momentum, self.dampening, wd],
+            vec![
+                form_code(self.form),
+                u8::from(self.nesterov),
+                mode,
+                u8::from(self.maximize()),
+            ],
         )
     }
 
-    fn sgd_with<W: Element, G: Element>(
+    fn from_fields(nums: &[f64], flags: &[u8]) -> Result<Self, CheckpointError> {
+        let builder = match form_from(flags[0])? {
+            MomentumForm::HeavyBall => Momentum::heavy_ball(nums[0], nums[1]),
+            MomentumForm::LrInVelocity => Momentum::lr_in_velocity(nums[0], nums[1]),
+            MomentumForm::MovingAverage => Momentum::moving_average(nums[0], nums[1]),
+        };
+        let builder = builder
+            .dampening(nums[2])
+            .nesterov(flag(flags[1])?)
+            .weight_decay(weight_decay_from(flags[2], nums[3])?)
+            .maximize(flag(flags[3])?);
+        checked(builder.build())
+    }
+
+    fn step_many<W: Element, T: Element, G: Element, C: Element>(
         &self,
-        update: SgdUpdate,
-        call: &'static str,
-        w: &mut [W],
-        g: &[G],
+        ctx: &Context,
+        tensors: &mut [TensorStep<'_, W, T, G, C>],
         step: u64,
-    ) -> Result<(), Error> {
-        same_len(call, "gradient", g.len(), w.len())?;
-        // Plain SGD keeps no state; the state type is irrelevant.
-        self.run_elementwise(update, Buffers::<W, f32, G, W, 0, 0>::new(w, [], g), step);
-        Ok(())
+    ) {
+        let update = self.update(step == 1, ctx.grad_scale);
+        ctx.elementwise::<_, _, _, _, _, 1>(tensors, update, step);
     }
 }
-
-/// One step of SGD with momentum with the default [`Executor`], for any mix of element types.
-///
-/// See [`Executor::momentum_step`]; this twin returns the error instead of panicking.
-pub fn try_momentum_step<W: Element, T: Element, G: Element>(
-    w: &mut [W],
-    v: &mut [T],
-    g: &[G],
-    config: &Momentum,
-    step: u64,
-) -> Result<(), Error> {
-    Executor::new()?.momentum_step(w, v, g, config, step)
-}
-
-/// One step of SGD with momentum with the default [`Executor`], for any mix of element types.
-///
-/// ```
-/// use optkern::{Momentum, bf16};
-///
-/// // bf16 weights and gradients with an f32 velocity.
-/// let config = Momentum::heavy_ball(0.1, 0.9).build().unwrap();
-/// let mut w = vec![bf16::from_f32(1.0); 1000];
-/// let mut v = vec![0.0f32; 1000];
-/// let g = vec![bf16::from_f32(0.5); 1000];
-/// optkern::momentum_step(&mut w, &mut v, &g, &config, 1);
-/// assert_eq!(v[0], 0.5);
-/// assert_eq!(w[0], bf16::from_f32(0.95));
-/// ```
-///
-/// # Panics
-/// If the lengths differ, `step` is 0, or `OPTKERN_BACKEND` is invalid; nothing is written
-/// then. [`try_momentum_step`] returns the error instead.
-pub fn momentum_step<W: Element, T: Element, G: Element>(
-    w: &mut [W],
-    v: &mut [T],
-    g: &[G],
-    config: &Momentum,
-    step: u64,
-) {
-    if let Err(e) = default_executor().momentum_step(w, v, g, config, step) {
-        panic!("optkern::{e}");
-    }
-}
-
-/// One step of plain SGD with the default [`Executor`]; returns the error instead of
-/// panicking. See [`Executor::sgd_step`].
-pub fn try_sgd_step<W: Element, G: Element>(
-    w: &mut [W],
-    g: &[G],
-    config: &Sgd,
-    step: u64,
-) -> Result<(), Error> {
-    Executor::new()?.sgd_step(w, g, config, step)
-}
-
-/// One step of plain SGD with the default [`Executor`], for any mix of element types.
-///
-/// # Panics
-/// If the lengths differ or `OPTKERN_BACKEND` is invalid; nothing is written then.
-/// [`try_sgd_step`] returns the error instead.
-pub fn sgd_step<W: Element, G: Element>(w: &mut [W], g: &[G], config: &Sgd, step: u64) {
-    if let Err(e) = default_executor().sgd_step(w, g, config, step) {
-        panic!("optkern::{e}");
-    }
-}
-
-/// The fixed-type calls: every buffer of one element type, PyTorch's plain heavy ball.
-macro_rules! fixed_type_calls {
-    ($t:ty, $name:literal, $momentum:ident, $try_momentum:ident, $sgd:ident, $try_sgd:ident) => {
-        #[doc = concat!("Heavy-ball momentum on ", $name, " buffers: `v = mu*v + g; w -= lr*v`.")]
-        ///
-        /// PyTorch's `SGD(lr, momentum=mu)` without dampening, Nesterov or weight decay: with
-        /// `v` starting at zero this follows PyTorch's trajectory. Computes in `f32` and rounds
-        /// each stored value to nearest even. Uses the default [`Executor`].
-        ///
-        /// # Panics
-        /// If `v` or `g` is not as long as `w`, `lr` is not finite and `>= 0`, `mu` is not in
-        /// `[0, 1)`, or `OPTKERN_BACKEND` is invalid. Nothing is written then.
-        #[doc = concat!("[`", stringify!($try_momentum), "`] returns the error instead.")]
-        pub fn $momentum(w: &mut [$t], v: &mut [$t], g: &[$t], lr: f32, mu: f32) {
-            if let Err(e) = $try_momentum(w, v, g, lr, mu) {
-                panic!("optkern::{e}");
-            }
-        }
-
-        #[doc = concat!("[`", stringify!($momentum), "`], returning an error instead of panicking.")]
-        pub fn $try_momentum(
-            w: &mut [$t],
-            v: &mut [$t],
-            g: &[$t],
-            lr: f32,
-            mu: f32,
-        ) -> Result<(), Error> {
-            let exec = Executor::new()?;
-            let update = Momentum::heavy_ball(lr.into(), mu.into()).build()?.update(false, 1.0);
-            exec.momentum_with(update, stringify!($momentum), w, v, g, 1)
-        }
-
-        #[doc = concat!("Plain SGD on ", $name, " buffers: `w -= lr*g`.")]
-        ///
-        /// Uses the default [`Executor`].
-        ///
-        /// # Panics
-        /// If `g` is not as long as `w`, `lr` is not finite and `>= 0`, or `OPTKERN_BACKEND`
-        /// is invalid. Nothing is written then.
-        #[doc = concat!("[`", stringify!($try_sgd), "`] returns the error instead.")]
-        pub fn $sgd(w: &mut [$t], g: &[$t], lr: f32) {
-            if let Err(e) = $try_sgd(w, g, lr) {
-                panic!("optkern::{e}");
-            }
-        }
-
-        #[doc = concat!("[`", stringify!($sgd), "`], returning an error instead of panicking.")]
-        pub fn $try_sgd(w: &mut [$t], g: &[$t], lr: f32) -> Result<(), Error> {
-            let exec = Executor::new()?;
-            let update = Sgd::new(lr.into())?.update(1.0);
-            exec.sgd_with(update, stringify!($sgd), w, g, 1)
-        }
-    };
-}
-
-fixed_type_calls!(
-    f32,
-    "`f32`",
-    momentum_step_f32,
-    try_momentum_step_f32,
-    sgd_step_f32,
-    try_sgd_step_f32
-);
-fixed_type_calls!(
-    f16,
-    "`f16`",
-    momentum_step_f16,
-    try_momentum_step_f16,
-    sgd_step_f16,
-    try_sgd_step_f16
-);
-fixed_type_calls!(
-    bf16,
-    "`bf16`",
-    momentum_step_bf16,
-    try_momentum_step_bf16,
-    sgd_step_bf16,
-    try_sgd_step_bf16
-);

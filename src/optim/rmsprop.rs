@@ -22,16 +22,21 @@
 //! In `f32`: `sq = fma(1-alpha, g*g, alpha*sq)`, `ga = lerp(ga, g, 1-alpha)` as PyTorch's
 //! `grad_avg.lerp_` (`fma(1-alpha, g-ga, ga)` for `alpha > 0.5`),
 //! `t = fma(-ga, ga, sq)`, `buf = fma(c, g/d, mu*buf)`, `w = fma(-a, buf, w)`.
+//!
+//! State per tensor: `square_avg`, then `grad_avg` if centered, then `momentum_buffer` if the
+//! momentum is above 0 as the kernels see it (in `f32`: a momentum that rounds to 0 keeps no
+//! buffer). Checkpoint record: numbers `lr`, alpha, eps, momentum, weight decay; flags eps
+//! inside the root, weight-decay mode, momentum form, centered, maximize.
 
 use pulp::Simd;
 
-use super::momentum::MomentumForm;
-use super::{GradientIn, Lerp, WeightDecay, max_nan, optimizer_calls};
-use crate::Executor;
+use super::momentum::{MomentumForm, form_code, form_from};
+use super::{Common, GradientIn, Lerp, OptimizerConfig, checked, common_options, flag, max_nan};
+use super::{weight_decay_from, weight_decay_parts};
 use crate::arch::Lanes;
-use crate::element::{Element, bf16, f16};
-use crate::error::{Error, non_negative, positive, same_len, unit_interval_open};
-use crate::stream::{Buffers, Update};
+use crate::driver::{Context, TensorStep, Update};
+use crate::element::Element;
+use crate::error::{CheckpointError, Error, positive, unit_interval_open};
 
 /// A validated RMSprop configuration. Build it with [`Rmsprop::builder`], then
 /// [`RmspropBuilder::build`].
@@ -54,15 +59,13 @@ use crate::stream::{Buffers, Update};
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Rmsprop {
-    lr: f64,
+    common: Common,
     alpha: f64,
     eps: f64,
     eps_inside_sqrt: bool,
-    weight_decay: WeightDecay,
     momentum: f64,
     momentum_form: MomentumForm,
     centered: bool,
-    maximize: bool,
 }
 
 /// Collects the options of an [`Rmsprop`] config; [`build`](RmspropBuilder::build) checks them.
@@ -72,29 +75,25 @@ pub struct RmspropBuilder {
     config: Rmsprop,
 }
 
+common_options!(Rmsprop, RmspropBuilder);
+
 impl Rmsprop {
     /// RMSprop with PyTorch's defaults: `alpha = 0.99`, `eps = 1e-8` outside the square root,
     /// no momentum, not centered, no weight decay.
     pub fn builder(lr: f64) -> RmspropBuilder {
         RmspropBuilder {
             config: Rmsprop {
-                lr,
+                common: Common::new(lr),
                 alpha: 0.99,
                 eps: 1e-8,
                 eps_inside_sqrt: false,
-                weight_decay: WeightDecay::None,
                 momentum: 0.0,
                 momentum_form: MomentumForm::HeavyBall,
                 centered: false,
-                maximize: false,
             },
         }
     }
 
-    /// The learning rate.
-    pub fn lr(&self) -> f64 {
-        self.lr
-    }
     /// The smoothing constant (Keras' `rho`).
     pub fn alpha(&self) -> f64 {
         self.alpha
@@ -106,10 +105,6 @@ impl Rmsprop {
     /// Whether epsilon is added inside the square root (Keras) rather than after it (PyTorch).
     pub fn eps_inside_sqrt(&self) -> bool {
         self.eps_inside_sqrt
-    }
-    /// The weight decay.
-    pub fn weight_decay(&self) -> WeightDecay {
-        self.weight_decay
     }
     /// The momentum (0: none, and no momentum buffer).
     pub fn momentum(&self) -> f64 {
@@ -123,44 +118,43 @@ impl Rmsprop {
     pub fn centered(&self) -> bool {
         self.centered
     }
-    /// Whether the objective is maximized.
-    pub fn maximize(&self) -> bool {
-        self.maximize
+    /// Whether a momentum buffer is kept: the momentum is above 0 in `f32`, the precision
+    /// the kernels use. Decided here only.
+    pub fn has_momentum_buffer(&self) -> bool {
+        self.momentum as f32 > 0.0
     }
 
-    /// Changes the learning rate (for a schedule), checking it as `build` does.
-    pub fn set_lr(&mut self, lr: f64) -> Result<(), Error> {
-        non_negative("lr", lr)?;
-        self.lr = lr;
-        Ok(())
+    /// The config of the quick calls (`rmsprop_step_f32`, ...): PyTorch's defaults with `lr`.
+    pub(crate) fn rmsprop_quick(lr: f32) -> Result<(Rmsprop, u64), Error> {
+        Ok((Rmsprop::builder(lr.into()).build()?, 1))
     }
 
     fn validate(&self) -> Result<(), Error> {
-        non_negative("lr", self.lr)?;
+        self.common.validate()?;
         unit_interval_open("alpha", self.alpha)?;
         positive("eps", self.eps)?;
-        unit_interval_open("momentum", self.momentum)?;
-        self.weight_decay.validate()
+        unit_interval_open("momentum", self.momentum)
     }
 
     /// The coefficients of one step, computed once per call.
     pub(crate) fn update(&self, scale: f64) -> RmspropUpdate {
+        let lr = self.common.lr;
         let (c, a) = match self.momentum_form {
-            MomentumForm::HeavyBall => (1.0, self.lr as f32),
-            MomentumForm::LrInVelocity => (self.lr as f32, 1.0),
-            MomentumForm::MovingAverage => ((1.0 - self.momentum) as f32, self.lr as f32),
+            MomentumForm::HeavyBall => (1.0, lr as f32),
+            MomentumForm::LrInVelocity => (lr as f32, 1.0),
+            MomentumForm::MovingAverage => ((1.0 - self.momentum) as f32, lr as f32),
         };
         RmspropUpdate {
-            input: GradientIn::new(self.maximize, self.weight_decay, self.lr, scale),
+            input: self.common.gradient_in(scale),
             alpha: self.alpha as f32,
             one_minus_alpha: (1.0 - self.alpha) as f32,
             grad_avg: Lerp::new(1.0 - self.alpha),
             eps: self.eps as f32,
             eps_inside_sqrt: self.eps_inside_sqrt,
             centered: self.centered,
-            lr: self.lr as f32,
+            lr: lr as f32,
             momentum: self.momentum as f32,
-            with_momentum: self.momentum as f32 > 0.0,
+            with_momentum: self.has_momentum_buffer(),
             c,
             a,
         }
@@ -183,11 +177,6 @@ impl RmspropBuilder {
         self.config.eps_inside_sqrt = inside;
         self
     }
-    /// Weight decay, L2 (PyTorch) or decoupled (Keras).
-    pub fn weight_decay(mut self, weight_decay: WeightDecay) -> Self {
-        self.config.weight_decay = weight_decay;
-        self
-    }
     /// Momentum in `[0, 1)`; above 0 a momentum buffer is kept.
     pub fn momentum(mut self, momentum: f64) -> Self {
         self.config.momentum = momentum;
@@ -202,11 +191,6 @@ impl RmspropBuilder {
     /// Center the variance with a running average of the gradient (a `grad_avg` buffer).
     pub fn centered(mut self, centered: bool) -> Self {
         self.config.centered = centered;
-        self
-    }
-    /// Maximize the objective instead of minimizing it (the gradient is negated).
-    pub fn maximize(mut self, maximize: bool) -> Self {
-        self.config.maximize = maximize;
         self
     }
 
@@ -232,7 +216,7 @@ pub(crate) struct RmspropUpdate {
     centered: bool,
     lr: f32,
     momentum: f32,
-    /// `momentum > 0` (in `f32`), decided once per call rather than per vector.
+    /// [`Rmsprop::has_momentum_buffer`], decided once per call rather than per vector.
     with_momentum: bool,
     c: f32,
     a: f32,
@@ -349,79 +333,57 @@ impl Update<3, 0> for RmspropUpdate {
     }
 }
 
-impl Executor {
-    /// One RMSprop step on weights `w`, the square average, the gradient average (`Some` exactly
-    /// when the config is centered), the momentum buffer (`Some` exactly when the momentum is
-    /// above 0) and gradient `g`, of any element types.
-    ///
-    /// `step` counts from 1 (it keys stochastic rounding). Fails, writing nothing, if a length
-    /// differs, the optional buffers do not match the config, or `step` is 0.
-    #[allow(clippy::too_many_arguments)]
-    pub fn rmsprop_step<W: Element, T: Element, G: Element>(
-        &self,
-        w: &mut [W],
-        square_avg: &mut [T],
-        grad_avg: Option<&mut [T]>,
-        momentum_buffer: Option<&mut [T]>,
-        g: &[G],
-        config: &Rmsprop,
-        step: u64,
-    ) -> Result<(), Error> {
-        const CALL: &str = "rmsprop_step";
-        if step == 0 {
-            return Err(Error::InvalidStep);
-        }
-        let n = w.len();
-        if grad_avg.is_some() != config.centered {
-            return Err(Error::StateBuffer {
-                call: CALL,
-                buffer: "grad_avg",
-                needed: config.centered,
-            });
-        }
-        let has_momentum = config.momentum > 0.0;
-        if momentum_buffer.is_some() != has_momentum {
-            return Err(Error::StateBuffer {
-                call: CALL,
-                buffer: "momentum_buffer",
-                needed: has_momentum,
-            });
-        }
-        same_len(CALL, "square_avg", square_avg.len(), n)?;
-        if let Some(ga) = &grad_avg {
-            same_len(CALL, "grad_avg", ga.len(), n)?;
-        }
-        if let Some(buf) = &momentum_buffer {
-            same_len(CALL, "momentum_buffer", buf.len(), n)?;
-        }
-        same_len(CALL, "gradient", g.len(), n)?;
-        let update = config.update(self.gradient_multiplier());
-        match (grad_avg, momentum_buffer) {
-            (None, None) => self.run_elementwise(update, Buffers::new(w, [square_avg], g), step),
-            (Some(x), None) | (None, Some(x)) => {
-                self.run_elementwise(update, Buffers::new(w, [square_avg, x], g), step)
-            }
-            (Some(ga), Some(buf)) => {
-                self.run_elementwise(update, Buffers::new(w, [square_avg, ga, buf], g), step)
-            }
-        }
-        Ok(())
-    }
-}
+impl OptimizerConfig for Rmsprop {
+    const FIELDS: (usize, usize) = (5, 5);
 
-optimizer_calls! {
-    /// One RMSprop step, for any mix of element types; see [`Executor::rmsprop_step`].
-    ///
-    /// ```
-    /// use optkern::Rmsprop;
-    ///
-    /// let config = Rmsprop::builder(1e-2).build().unwrap();
-    /// let (mut w, mut sq, g) = (vec![1.0f32; 100], vec![0.0f32; 100], vec![0.5f32; 100]);
-    /// optkern::rmsprop_step(&mut w, &mut sq, None, None, &g, &config, 1);
-    /// assert!(w[0] < 1.0);
-    /// ```
-    fn rmsprop_step / try_rmsprop_step(w: weights, square_avg: state, grad_avg: optional_state, momentum_buffer: optional_state, g: gradient; config: &Rmsprop, step: u64);
-    f32 => rmsprop_step_f32 / try_rmsprop_step_f32,
-    f16 => rmsprop_step_f16 / try_rmsprop_step_f16,
-    bf16 => rmsprop_step_bf16 / try_rmsprop_step_bf16,
+    fn state_buffers(&self) -> &'static [&'static str] {
+        match (self.centered, self.has_momentum_buffer()) {
+            (false, false) => &["square_avg"],
+            (true, false) => &["square_avg", "grad_avg"],
+            (false, true) => &["square_avg", "momentum_buffer"],
+            (true, true) => &["square_avg", "grad_avg", "momentum_buffer"],
+        }
+    }
+
+    fn fields(&self) -> (Vec<f64>, Vec<u8>) {
+        let (mode, wd) = weight_decay_parts(self.weight_decay());
+        let b = u8::from;
+        (
+            vec![self.lr(), self.alpha, self.eps, self.momentum, wd],
+            vec![
+                b(self.eps_inside_sqrt),
+                mode,
+                form_code(self.momentum_form),
+                b(self.centered),
+                b(self.maximize()),
+            ],
+        )
+    }
+
+    fn from_fields(nums: &[f64], flags: &[u8]) -> Result<Self, CheckpointError> {
+        let builder = Rmsprop::builder(nums[0])
+            .alpha(nums[1])
+            .eps(nums[2])
+            .momentum(nums[3])
+            .weight_decay(weight_decay_from(flags[1], nums[4])?)
+            .eps_inside_sqrt(flag(flags[0])?)
+            .momentum_form(form_from(flags[2])?)
+            .centered(flag(flags[3])?)
+            .maximize(flag(flags[4])?);
+        checked(builder.build())
+    }
+
+    fn step_many<W: Element, T: Element, G: Element, C: Element>(
+        &self,
+        ctx: &Context,
+        tensors: &mut [TensorStep<'_, W, T, G, C>],
+        step: u64,
+    ) {
+        let update = self.update(ctx.grad_scale);
+        match self.state_buffers().len() {
+            1 => ctx.elementwise::<_, _, _, _, _, 1>(tensors, update, step),
+            2 => ctx.elementwise::<_, _, _, _, _, 2>(tensors, update, step),
+            _ => ctx.elementwise::<_, _, _, _, _, 3>(tensors, update, step),
+        }
+    }
 }

@@ -64,7 +64,7 @@ pub fn vector_backends() -> Vec<Backend> {
 pub fn sequential(backend: Backend) -> Executor {
     Executor::with_backend(backend)
         .unwrap()
-        .threads(Threads::Sequential)
+        .with_threads(Threads::Sequential)
 }
 
 /// An executor on `backend` that splits even tiny buffers into 64-element chunks, for running
@@ -72,7 +72,7 @@ pub fn sequential(backend: Backend) -> Executor {
 pub fn split_finely(backend: Backend) -> Executor {
     Executor::with_backend(backend)
         .unwrap()
-        .threads(Threads::Parallel {
+        .with_threads(Threads::Parallel {
             min_len: 0,
             min_chunk: 64,
         })
@@ -95,6 +95,7 @@ pub fn canonical_bits(values: &[f32]) -> Vec<u32> {
         .collect()
 }
 
+pub mod cases;
 pub mod data;
 pub mod harness;
 pub mod reference;

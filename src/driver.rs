@@ -1,6 +1,8 @@
-//! The one loop every elementwise kernel runs: it walks the buffers a vector at a time,
-//! widening what it loads to `f32` lanes, applies an optimizer's [`Update`] and narrows what it
-//! stores.
+//! The kernel driver: the one loop every elementwise kernel runs, and the [`Context`] that runs
+//! it on a backend across threads.
+//!
+//! The loop walks the buffers a vector at a time, widening what it loads to `f32` lanes,
+//! applies an optimizer's [`Update`] and narrows what it stores.
 //!
 //! The last `len % lanes` elements (the tail) are copied into a zero-padded vector on the
 //! stack, go through the very same update, and only the real elements are copied back. So a
@@ -11,10 +13,12 @@
 // them together by `k` reads more plainly than zipped iterators.
 #![allow(clippy::needless_range_loop)]
 
-use crate::arch::{Kernel, Lanes};
+use crate::arch::{Isa, Kernel, Lanes};
 use crate::element::{DType, Element};
-use crate::reduce::{BLOCK, SumSquares, blocks};
-use crate::rounding::{StreamKey, lane_bits, onto_bf16_grid, onto_f16_grid};
+use crate::error::{Error, same_len};
+use crate::parallel::{Split, Threads, for_each_chunk, for_each_chunk_many};
+use crate::reduce::{BLOCK, GradNorm, SumSquares, blocks, pairwise_sum};
+use crate::rounding::{StochasticRounding, StreamKey, lane_bits, onto_bf16_grid, onto_f16_grid};
 
 /// The widest vector of any backend, in `f32` lanes.
 pub(crate) const MAX_LANES: usize = 16;
@@ -77,6 +81,205 @@ pub(crate) trait Update<const N: usize, const R: usize>: Copy + Send + Sync {
     ) -> (S::f32s, [S::f32s; N], [S::f32s; R]);
 }
 
+/// One tensor of a multi-tensor step: its weights, its state buffers (in the order
+/// [`Optimizer::state_buffers`](crate::Optimizer::state_buffers) names them), its gradient, and
+/// optionally a model copy that receives the new weights in another element type (`C`).
+///
+/// ```
+/// use optkern::{TensorStep, bf16};
+///
+/// // f32 master weights with Adam's two f32 moments, a bf16 gradient and a bf16 model copy.
+/// let (mut w, mut m, mut v) = (vec![0.0f32; 8], vec![0.0f32; 8], vec![0.0f32; 8]);
+/// let (g, mut model) = (vec![bf16::ONE; 8], vec![bf16::ZERO; 8]);
+/// let tensor = TensorStep::new(&mut w, vec![&mut m[..], &mut v[..]], &g).model_copy(&mut model);
+/// # let _ = tensor;
+/// ```
+#[derive(Debug)]
+pub struct TensorStep<'a, W, T, G, C = W> {
+    /// The weights (read and written).
+    pub weights: &'a mut [W],
+    /// The optimizer's state buffers, as
+    /// [`Optimizer::state_buffers`](crate::Optimizer::state_buffers) lists them.
+    pub state: Vec<&'a mut [T]>,
+    /// The gradient (only read).
+    pub grad: &'a [G],
+    /// A second copy of the new weights, in `C` (written only).
+    pub model_copy: Option<&'a mut [C]>,
+}
+
+impl<'a, W, T, G> TensorStep<'a, W, T, G, W> {
+    /// A tensor without a model copy.
+    pub fn new(weights: &'a mut [W], state: Vec<&'a mut [T]>, grad: &'a [G]) -> Self {
+        TensorStep {
+            weights,
+            state,
+            grad,
+            model_copy: None,
+        }
+    }
+}
+
+impl<'a, W, T, G, C> TensorStep<'a, W, T, G, C> {
+    /// The same tensor, writing its new weights to `copy` too (rounded to `C`, stochastically
+    /// when the executor says so).
+    pub fn model_copy<D>(self, copy: &'a mut [D]) -> TensorStep<'a, W, T, G, D> {
+        TensorStep {
+            weights: self.weights,
+            state: self.state,
+            grad: self.grad,
+            model_copy: Some(copy),
+        }
+    }
+
+    /// The number of elements.
+    pub fn len(&self) -> usize {
+        self.weights.len()
+    }
+
+    /// Whether the tensor has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.weights.is_empty()
+    }
+}
+
+impl<W: Element, T: Element, G: Element, C: Element> TensorStep<'_, W, T, G, C> {
+    /// Checks the tensor against an optimizer's state buffers `names`: their number and every
+    /// length.
+    pub(crate) fn check(&self, call: &'static str, names: &[&'static str]) -> Result<(), Error> {
+        if self.state.len() != names.len() {
+            return Err(Error::StateBufferCount {
+                call,
+                expected: names.len(),
+                given: self.state.len(),
+            });
+        }
+        let n = self.weights.len();
+        for (s, name) in self.state.iter().zip(names) {
+            same_len(call, name, s.len(), n)?;
+        }
+        same_len(call, "gradient", self.grad.len(), n)?;
+        if let Some(c) = &self.model_copy {
+            same_len(call, "model copy", c.len(), n)?;
+        }
+        Ok(())
+    }
+
+    /// The tensor's buffers for a kernel with `N` state buffers (checked before) and `R` sums.
+    pub(crate) fn buffers<'s, const N: usize, const R: usize>(
+        &'s mut self,
+        with_copy: bool,
+        sums: [&'s mut [f64]; R],
+    ) -> Buffers<'s, W, T, G, C, N, R> {
+        let mut state = self.state.iter_mut();
+        Buffers {
+            w: &mut *self.weights,
+            state: core::array::from_fn(|_| &mut **state.next().expect("checked state count")),
+            g: self.grad,
+            copy: if with_copy {
+                self.model_copy.as_deref_mut()
+            } else {
+                None
+            },
+            index: 0,
+            sums,
+        }
+    }
+}
+
+/// How a call runs: on which backend, across which threads, with which gradient multiplier and
+/// rounding. The [`Executor`](crate::Executor) holds one; the optimizers run their kernels
+/// through it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Context {
+    pub(crate) isa: Isa,
+    pub(crate) threads: Threads,
+    /// Multiplies every gradient value as it is read (finite: checked where it is set).
+    pub(crate) grad_scale: f64,
+    pub(crate) rounding: Option<StochasticRounding>,
+}
+
+impl Context {
+    /// The same context with another gradient multiplier (the caller has checked it).
+    pub(crate) fn with_grad_scale(self, grad_scale: f64) -> Context {
+        Context { grad_scale, ..self }
+    }
+
+    /// The stream key of stochastic rounding at `step`, if it is on.
+    fn rounding_key(&self, step: u64) -> Option<StreamKey> {
+        self.rounding.map(|r| StreamKey::new(r.seed, step))
+    }
+
+    /// Runs one elementwise update over each tensor of `tensors` (checked by the caller), in
+    /// one parallel region; `R = 0`: no sums. Writes the model copies.
+    pub(crate) fn elementwise<U, W, T, G, C, const N: usize>(
+        &self,
+        tensors: &mut [TensorStep<'_, W, T, G, C>],
+        update: U,
+        step: u64,
+    ) where
+        U: Update<N, 0>,
+        W: Element,
+        T: Element,
+        G: Element,
+        C: Element,
+    {
+        let kernels = tensors
+            .iter_mut()
+            .map(|t| Elementwise {
+                update,
+                buffers: t.buffers::<N, 0>(true, []),
+                rounding: None,
+            })
+            .collect();
+        self.run_many(kernels, step);
+    }
+
+    /// Runs elementwise kernels over many tensors in one parallel region. Each kernel's
+    /// buffers get their global index (for stochastic rounding) here, one tensor after the
+    /// other.
+    pub(crate) fn run_many<U, W, T, G, C, const N: usize, const R: usize>(
+        &self,
+        mut kernels: Vec<Elementwise<'_, U, W, T, G, C, N, R>>,
+        step: u64,
+    ) where
+        U: Update<N, R>,
+        W: Element,
+        T: Element,
+        G: Element,
+        C: Element,
+    {
+        let isa = self.isa;
+        let mut index = self.rounding.map_or(0, |r| r.index_base);
+        let key = self.rounding_key(step);
+        for kernel in &mut kernels {
+            kernel.buffers.index = index;
+            kernel.rounding = key;
+            index += kernel.len() as u64;
+        }
+        for_each_chunk_many(kernels, self.threads, &|kernel| isa.run(kernel));
+    }
+
+    /// The L2 norm of all of `grads` together (see [`GradNorm`] for the fixed blocking).
+    pub(crate) fn grad_norm<G: Element>(&self, grads: &[&[G]]) -> GradNorm {
+        let mut sums: Vec<Vec<f64>> = grads.iter().map(|g| vec![0.0; blocks(g.len())]).collect();
+        let items: Vec<SquareSums<'_, G>> = grads
+            .iter()
+            .zip(&mut sums)
+            .map(|(g, s)| SquareSums { g, sums: s })
+            .collect();
+        let isa = self.isa;
+        for_each_chunk_many(items, self.threads, &|chunk| isa.run(chunk));
+        let per_tensor: Vec<f64> = sums.iter().map(|s| pairwise_sum(s)).collect();
+        GradNorm::from_sum_of_squares(pairwise_sum(&per_tensor))
+    }
+
+    /// Converts `src` into `dst` (of equal lengths, checked by the caller).
+    pub(crate) fn convert<A: Element, B: Element>(&self, src: &[A], dst: &mut [B]) {
+        let isa = self.isa;
+        for_each_chunk(Convert { src, dst }, self.threads, &|chunk| isa.run(chunk));
+    }
+}
+
 /// The buffers of one elementwise step (or a chunk of it), all of the same length: the weights
 /// and `N` state buffers (read and written), the gradient (read), an optional second copy of
 /// the new weights in another type (written: the model copy of f32 master weights), and `R`
@@ -91,22 +294,8 @@ pub(crate) struct Buffers<'a, W, T, G, C, const N: usize, const R: usize> {
     pub(crate) sums: [&'a mut [f64]; R],
 }
 
-impl<'a, W, T, G, const N: usize> Buffers<'a, W, T, G, W, N, 0> {
-    /// Weights, state and gradient; no copy, index 0, no sums.
-    pub(crate) fn new(w: &'a mut [W], state: [&'a mut [T]; N], g: &'a [G]) -> Self {
-        Buffers {
-            w,
-            state,
-            g,
-            copy: None,
-            index: 0,
-            sums: [],
-        }
-    }
-}
-
-impl<W: Element, T: Element, G: Element, C: Element, const N: usize, const R: usize>
-    crate::parallel::Split for Buffers<'_, W, T, G, C, N, R>
+impl<W: Element, T: Element, G: Element, C: Element, const N: usize, const R: usize> Split
+    for Buffers<'_, W, T, G, C, N, R>
 {
     fn len(&self) -> usize {
         self.w.len()
@@ -421,7 +610,7 @@ pub(crate) struct Convert<'a, A, B> {
     pub(crate) dst: &'a mut [B],
 }
 
-impl<A: Element, B: Element> crate::parallel::Split for Convert<'_, A, B> {
+impl<A: Element, B: Element> Split for Convert<'_, A, B> {
     fn len(&self) -> usize {
         self.src.len()
     }
@@ -478,7 +667,7 @@ pub(crate) struct SquareSums<'a, G> {
     pub(crate) sums: &'a mut [f64],
 }
 
-impl<G: Element> crate::parallel::Split for SquareSums<'_, G> {
+impl<G: Element> Split for SquareSums<'_, G> {
     fn len(&self) -> usize {
         self.g.len()
     }

@@ -1,0 +1,153 @@
+//! The crate's free functions, on the default [`Executor`]: every optimizer's calls (generated
+//! from the registry) and [`convert`].
+//!
+//! The naming rule of the calls, the same for every optimizer `X`:
+//!
+//! - `X_step(buffers.., &config, step)`: the configured call, buffers of any element types (the
+//!   state buffers all of one type), panicking on bad input; `try_X_step` returns the error.
+//! - `X_step_f32`, `X_step_f16`, `X_step_bf16`: the quick call, every buffer of that type, the
+//!   defaults of the library the optimizer follows, and the scalars it takes bare (the
+//!   learning rate; momentum's `mu`; the step where the formula depends on it); each has its
+//!   `try_` twin.
+//! - `Executor::X_step(..)`: the configured call on a chosen executor, returning the error.
+//!
+//! Every panic message starts with `optkern: `.
+
+use crate::element::{Element, bf16, f16};
+use crate::error::Error;
+use crate::executor::Executor;
+use crate::optim::registry::registry;
+
+/// Converts `src` into `dst` with the default [`Executor`] (see [`Executor::convert`]).
+///
+/// # Panics
+/// If the lengths differ or `OPTKERN_BACKEND` is invalid; nothing is written then.
+/// [`try_convert`] returns the error instead.
+pub fn convert<A: Element, B: Element>(src: &[A], dst: &mut [B]) {
+    if let Err(e) = try_convert(src, dst) {
+        panic!("optkern: {e}");
+    }
+}
+
+/// [`convert`], returning the error instead of panicking.
+pub fn try_convert<A: Element, B: Element>(src: &[A], dst: &mut [B]) -> Result<(), Error> {
+    Executor::new()?.convert(src, dst)
+}
+
+/// Writes every optimizer's free functions from the registry.
+macro_rules! free_calls {
+    ($(
+        $(#[$vdoc:meta])*
+        $variant:ident($config:path) = $code:literal, $name:literal {
+            $(
+                $(#[$doc:meta])*
+                fn $call:ident / $try_call:ident ($w:ident; $($s:ident),*; $($o:ident),*; $g:ident)
+                    $(#[$qdoc:meta])*
+                    quick $quick:ident ($($qa:ident: $qty:ty),*)
+                    [$($typed:ident / $try_typed:ident: $t:ident),+];
+            )+
+        }
+    )+) => {$($(
+        free_calls!(@generic [$(#[$doc])*] $call, $try_call, $config, $w; $($s),*; $($o),*; $g);
+        free_calls!(@quicks [$($typed / $try_typed: $t),+]
+            ([$(#[$qdoc])*] $call, $config, $quick, $w; $($s),*; $($o),*; $g; $($qa: $qty),*));
+    )+)+};
+    (@quicks [$($typed:ident / $try_typed:ident: $t:ident),+] $args:tt) => {
+        $(free_calls!(@quick $typed, $try_typed, $t, $args);)+
+    };
+    (@generic [$(#[$doc:meta])*] $call:ident, $try_call:ident, $config:path, $w:ident; ; ; $g:ident) => {
+        $(#[$doc])*
+        ///
+        /// On the default [`Executor`], for weights and gradient of any element types; `step`
+        /// counts from 1.
+        ///
+        /// # Panics
+        /// If the lengths differ, `step` is 0, or `OPTKERN_BACKEND` is invalid; nothing is
+        /// written then.
+        #[doc = concat!("[`", stringify!($try_call), "`] returns the error instead.")]
+        pub fn $call<W: Element, G: Element>($w: &mut [W], $g: &[G], config: &$config, step: u64) {
+            if let Err(e) = $try_call($w, $g, config, step) {
+                panic!("optkern: {e}");
+            }
+        }
+
+        #[doc = concat!("[`", stringify!($call), "`], returning the error instead of panicking.")]
+        pub fn $try_call<W: Element, G: Element>(
+            $w: &mut [W],
+            $g: &[G],
+            config: &$config,
+            step: u64,
+        ) -> Result<(), Error> {
+            Executor::new()?.$call($w, $g, config, step)
+        }
+    };
+    (@generic [$(#[$doc:meta])*] $call:ident, $try_call:ident, $config:path, $w:ident; $($s:ident),*; $($o:ident),*; $g:ident) => {
+        $(#[$doc])*
+        ///
+        /// On the default [`Executor`], for buffers of any element types (the state buffers
+        /// all of one type); `step` counts from 1.
+        ///
+        /// # Panics
+        /// If a buffer's length differs from the weights', the state buffers given are not
+        /// those the config uses, `step` is 0, or `OPTKERN_BACKEND` is invalid; nothing is
+        /// written then.
+        #[doc = concat!("[`", stringify!($try_call), "`] returns the error instead.")]
+        #[allow(clippy::too_many_arguments)]
+        pub fn $call<W: Element, T: Element, G: Element>(
+            $w: &mut [W],
+            $($s: &mut [T],)*
+            $($o: Option<&mut [T]>,)*
+            $g: &[G],
+            config: &$config,
+            step: u64,
+        ) {
+            if let Err(e) = $try_call($w, $($s,)* $($o,)* $g, config, step) {
+                panic!("optkern: {e}");
+            }
+        }
+
+        #[doc = concat!("[`", stringify!($call), "`], returning the error instead of panicking.")]
+        #[allow(clippy::too_many_arguments)]
+        pub fn $try_call<W: Element, T: Element, G: Element>(
+            $w: &mut [W],
+            $($s: &mut [T],)*
+            $($o: Option<&mut [T]>,)*
+            $g: &[G],
+            config: &$config,
+            step: u64,
+        ) -> Result<(), Error> {
+            Executor::new()?.$call($w, $($s,)* $($o,)* $g, config, step)
+        }
+    };
+    (@quick $typed:ident, $try_typed:ident, $t:ident, ([$(#[$qdoc:meta])*] $call:ident, $config:path, $quick:ident,
+        $w:ident; $($s:ident),*; $($o:ident),*; $g:ident; $($qa:ident: $qty:ty),*)) => {
+        #[doc = concat!("The quick form of [`", stringify!($call), "`]: every buffer in `", stringify!($t), "`, on the default [`Executor`].")]
+        ///
+        $(#[$qdoc])*
+        /// Computes in `f32` and rounds each stored value to nearest even.
+        ///
+        /// # Panics
+        /// If a buffer is not as long as the weights, a scalar is invalid for the optimizer
+        /// (checked as its builder checks it), or `OPTKERN_BACKEND` is invalid. Nothing is
+        /// written then.
+        #[doc = concat!("[`", stringify!($try_typed), "`] returns the error instead.")]
+        pub fn $typed($w: &mut [$t], $($s: &mut [$t],)* $g: &[$t], $($qa: $qty),*) {
+            if let Err(e) = $try_typed($w, $($s,)* $g, $($qa),*) {
+                panic!("optkern: {e}");
+            }
+        }
+
+        #[doc = concat!("[`", stringify!($typed), "`], returning the error instead of panicking.")]
+        pub fn $try_typed($w: &mut [$t], $($s: &mut [$t],)* $g: &[$t], $($qa: $qty),*) -> Result<(), Error> {
+            let (config, step) = <$config>::$quick($($qa),*)?;
+            Executor::new()?
+                .$call($w, $($s,)* $(free_calls!(@none $o),)* $g, &config, step)
+                .map_err(|e| e.in_call(stringify!($typed)))
+        }
+    };
+    (@none $o:ident) => {
+        None
+    };
+}
+
+registry!(free_calls);
