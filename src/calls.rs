@@ -36,71 +36,46 @@ pub fn try_convert<A: Element, B: Element>(src: &[A], dst: &mut [B]) -> Result<(
 
 /// Writes every optimizer's free functions from the registry.
 macro_rules! free_calls {
-    ($(
-        $(#[$vdoc:meta])*
-        $variant:ident($config:path) = $code:literal, $name:literal {
-            $(
-                $(#[$doc:meta])*
-                fn $call:ident / $try_call:ident ($w:ident; $($s:ident),*; $($o:ident),*; $g:ident)
-                    $(#[$qdoc:meta])*
-                    quick $quick:ident ($($qa:ident: $qty:ty),*)
-                    [$($typed:ident / $try_typed:ident: $t:ident),+];
-            )+
-        }
-    )+) => {$($(
+    ([$(#[$doc:meta])*] [$(#[$qdoc:meta])*] $config:path, $call:ident, $try_call:ident,
+        ($w:ident; $($s:ident),*; $($o:ident),*; $g:ident), $quick:ident, ($($qa:ident: $qty:ty),*),
+        [$($typed:ident / $try_typed:ident: $t:ident),+]) => {
         free_calls!(@generic [$(#[$doc])*] $call, $try_call, $config, $w; $($s),*; $($o),*; $g);
         free_calls!(@quicks [$($typed / $try_typed: $t),+]
             ([$(#[$qdoc])*] $call, $config, $quick, $w; $($s),*; $($o),*; $g; $($qa: $qty),*));
-    )+)+};
+    };
     (@quicks [$($typed:ident / $try_typed:ident: $t:ident),+] $args:tt) => {
         $(free_calls!(@quick $typed, $try_typed, $t, $args);)+
     };
     (@generic [$(#[$doc:meta])*] $call:ident, $try_call:ident, $config:path, $w:ident; ; ; $g:ident) => {
-        $(#[$doc])*
-        ///
-        /// On the default [`Executor`], for weights and gradient of any element types; `step`
-        /// counts from 1.
-        ///
-        /// # Panics
-        /// If the lengths differ, `step` is 0, or `OPTKERN_BACKEND` is invalid; nothing is
-        /// written then.
-        #[doc = concat!("[`", stringify!($try_call), "`] returns the error instead.")]
-        pub fn $call<W: Element, G: Element>($w: &mut [W], $g: &[G], config: &$config, step: u64) {
-            if let Err(e) = $try_call($w, $g, config, step) {
-                panic!("optkern: {e}");
-            }
-        }
-
-        #[doc = concat!("[`", stringify!($call), "`], returning the error instead of panicking.")]
-        pub fn $try_call<W: Element, G: Element>(
-            $w: &mut [W],
-            $g: &[G],
-            config: &$config,
-            step: u64,
-        ) -> Result<(), Error> {
-            Executor::new()?.$call($w, $g, config, step)
-        }
+        free_calls!(@emit [$(#[$doc])*
+            ///
+            /// On the default [`Executor`], for weights and gradient of any element types;
+            /// `step` counts from 1.
+            ///
+            /// # Panics
+            /// If the lengths differ, `step` is 0, or `OPTKERN_BACKEND` is invalid; nothing is
+            /// written then.
+        ] [W: Element, G: Element] [f32] $call, $try_call, $config, $w; ; ; $g);
     };
     (@generic [$(#[$doc:meta])*] $call:ident, $try_call:ident, $config:path, $w:ident; $($s:ident),*; $($o:ident),*; $g:ident) => {
+        free_calls!(@emit [$(#[$doc])*
+            ///
+            /// On the default [`Executor`], for buffers of any element types (the state buffers
+            /// all of one type); `step` counts from 1.
+            ///
+            /// # Panics
+            /// If a buffer's length differs from the weights', the state buffers given are not
+            /// those the config uses, `step` is 0, or `OPTKERN_BACKEND` is invalid; nothing is
+            /// written then.
+        ] [W: Element, T: Element, G: Element] [T] $call, $try_call, $config, $w; $($s),*; $($o),*; $g);
+    };
+    (@emit [$(#[$doc:meta])*] [$($generics:tt)*] [$t:ty] $call:ident, $try_call:ident, $config:path,
+        $w:ident; $($s:ident),*; $($o:ident),*; $g:ident) => {
         $(#[$doc])*
-        ///
-        /// On the default [`Executor`], for buffers of any element types (the state buffers
-        /// all of one type); `step` counts from 1.
-        ///
-        /// # Panics
-        /// If a buffer's length differs from the weights', the state buffers given are not
-        /// those the config uses, `step` is 0, or `OPTKERN_BACKEND` is invalid; nothing is
-        /// written then.
         #[doc = concat!("[`", stringify!($try_call), "`] returns the error instead.")]
         #[allow(clippy::too_many_arguments)]
-        pub fn $call<W: Element, T: Element, G: Element>(
-            $w: &mut [W],
-            $($s: &mut [T],)*
-            $($o: Option<&mut [T]>,)*
-            $g: &[G],
-            config: &$config,
-            step: u64,
-        ) {
+        pub fn $call<$($generics)*>($w: &mut [W], $($s: &mut [$t],)* $($o: Option<&mut [$t]>,)*
+            $g: &[G], config: &$config, step: u64) {
             if let Err(e) = $try_call($w, $($s,)* $($o,)* $g, config, step) {
                 panic!("optkern: {e}");
             }
@@ -108,14 +83,8 @@ macro_rules! free_calls {
 
         #[doc = concat!("[`", stringify!($call), "`], returning the error instead of panicking.")]
         #[allow(clippy::too_many_arguments)]
-        pub fn $try_call<W: Element, T: Element, G: Element>(
-            $w: &mut [W],
-            $($s: &mut [T],)*
-            $($o: Option<&mut [T]>,)*
-            $g: &[G],
-            config: &$config,
-            step: u64,
-        ) -> Result<(), Error> {
+        pub fn $try_call<$($generics)*>($w: &mut [W], $($s: &mut [$t],)* $($o: Option<&mut [$t]>,)*
+            $g: &[G], config: &$config, step: u64) -> Result<(), Error> {
             Executor::new()?.$call($w, $($s,)* $($o,)* $g, config, step)
         }
     };
@@ -150,4 +119,4 @@ macro_rules! free_calls {
     };
 }
 
-registry!(free_calls);
+registry!(calls, free_calls);

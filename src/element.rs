@@ -245,6 +245,21 @@ pub fn f32_to_f16_bits(value: f32) -> u16 {
     sign | (kept + u32::from(round_up)) as u16
 }
 
+/// A buffer aligned to the 64-byte cache line, as [`zeroed`] returns.
+pub type AlignedBuffer<E> = aligned_vec::AVec<E, aligned_vec::ConstAlign<64>>;
+
+/// A zero-filled buffer of `len` elements starting on a cache line: the natural allocation for
+/// optimizer state. (Any slice works with the kernels; alignment only helps speed.)
+///
+/// ```
+/// let v = optkern::zeroed::<optkern::bf16>(1000);
+/// assert_eq!(v.len(), 1000);
+/// assert_eq!(v.as_ptr() as usize % 64, 0);
+/// ```
+pub fn zeroed<E: Element>(len: usize) -> AlignedBuffer<E> {
+    AlignedBuffer::from_iter(64, core::iter::repeat_n(E::ZERO, len))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -299,19 +314,4 @@ mod tests {
         assert_eq!(f32_to_bf16_bits(f32::from_bits(0x7F80_0001)), 0x7FC0);
         assert_eq!(f32_to_bf16_bits(f32::from_bits(0xFF81_2345)), 0xFFC1);
     }
-}
-
-/// A buffer aligned to the 64-byte cache line, as [`zeroed`] returns.
-pub type AlignedBuffer<E> = aligned_vec::AVec<E, aligned_vec::ConstAlign<64>>;
-
-/// A zero-filled buffer of `len` elements starting on a cache line: the natural allocation for
-/// optimizer state. (Any slice works with the kernels; alignment only helps speed.)
-///
-/// ```
-/// let v = optkern::zeroed::<optkern::bf16>(1000);
-/// assert_eq!(v.len(), 1000);
-/// assert_eq!(v.as_ptr() as usize % 64, 0);
-/// ```
-pub fn zeroed<E: Element>(len: usize) -> AlignedBuffer<E> {
-    AlignedBuffer::from_iter(64, core::iter::repeat_n(E::ZERO, len))
 }

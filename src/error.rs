@@ -353,26 +353,11 @@ impl std::error::Error for CheckpointError {
 impl Error {
     /// The same error, naming `name` as the call that was refused (for a call that delegates
     /// to another).
-    pub(crate) fn in_call(self, name: &'static str) -> Error {
-        match self {
-            Error::LengthMismatch {
-                buffer,
-                len,
-                expected,
-                ..
-            } => Error::LengthMismatch {
-                call: name,
-                buffer,
-                len,
-                expected,
-            },
-            Error::StateBuffer { buffer, needed, .. } => Error::StateBuffer {
-                call: name,
-                buffer,
-                needed,
-            },
-            other => other,
+    pub(crate) fn in_call(mut self, name: &'static str) -> Error {
+        if let Error::LengthMismatch { call, .. } | Error::StateBuffer { call, .. } = &mut self {
+            *call = name;
         }
+        self
     }
 }
 

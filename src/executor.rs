@@ -338,56 +338,36 @@ fn check_many<W: Element, T: Element, G: Element, C: Element>(
 
 /// Writes the executor's single-tensor call of every optimizer from the registry.
 macro_rules! executor_calls {
-    ($(
-        $(#[$vdoc:meta])*
-        $variant:ident($config:path) = $code:literal, $name:literal {
-            $(
-                $(#[$doc:meta])*
-                fn $call:ident / $try_call:ident ($w:ident; $($s:ident),*; $($o:ident),*; $g:ident)
-                    $(#[$qdoc:meta])*
-                    quick $quick:ident ($($qa:ident: $qty:ty),*)
-                    [$($typed:ident / $try_typed:ident: $t:ident),+];
-            )+
-        }
-    )+) => {
-        impl Executor {$($(
+    ([$(#[$doc:meta])*] $qdoc:tt $config:path, $call:ident, $try_call:ident,
+        ($w:ident; $($s:ident),*; $($o:ident),*; $g:ident), $quick:ident, $scalars:tt, $typed:tt) => {
+        impl Executor {
             executor_calls!(@call [$(#[$doc])*] $call, $config, $w; $($s),*; $($o),*; $g);
-        )+)+}
+        }
     };
     (@call [$(#[$doc:meta])*] $call:ident, $config:path, $w:ident; ; ; $g:ident) => {
-        $(#[$doc])*
-        ///
-        /// On this executor's backend and threads, for weights and gradient of any element
-        /// types; `step` counts from 1. Fails, writing nothing, if a length differs or `step`
-        /// is 0.
-        pub fn $call<W: Element, G: Element>(
-            &self,
-            $w: &mut [W],
-            $g: &[G],
-            config: &$config,
-            step: u64,
-        ) -> Result<(), Error> {
-            self.step_one::<W, f32, G, _>(stringify!($call), $w, &mut [], $g, config, step)
-        }
+        executor_calls!(@emit [$(#[$doc])*
+            ///
+            /// On this executor's backend and threads, for weights and gradient of any element
+            /// types; `step` counts from 1. Fails, writing nothing, if a length differs or
+            /// `step` is 0.
+        ] [W: Element, G: Element] [f32] $call, $config, $w; ; ; $g);
     };
     (@call [$(#[$doc:meta])*] $call:ident, $config:path, $w:ident; $($s:ident),*; $($o:ident),*; $g:ident) => {
+        executor_calls!(@emit [$(#[$doc])*
+            ///
+            /// On this executor's backend and threads, for buffers of any element types (the
+            /// state buffers all of one type); `step` counts from 1. Fails, writing nothing, if a
+            /// length differs, the state buffers given are not those the config uses, or `step`
+            /// is 0.
+        ] [W: Element, T: Element, G: Element] [T] $call, $config, $w; $($s),*; $($o),*; $g);
+    };
+    (@emit [$(#[$doc:meta])*] [$($generics:tt)*] [$t:ty] $call:ident, $config:path,
+        $w:ident; $($s:ident),*; $($o:ident),*; $g:ident) => {
         $(#[$doc])*
-        ///
-        /// On this executor's backend and threads, for buffers of any element types (the
-        /// state buffers all of one type); `step` counts from 1. Fails, writing nothing, if a
-        /// length differs, the state buffers given are not those the config uses, or `step`
-        /// is 0.
         #[allow(clippy::too_many_arguments)]
-        pub fn $call<W: Element, T: Element, G: Element>(
-            &self,
-            $w: &mut [W],
-            $($s: &mut [T],)*
-            $($o: Option<&mut [T]>,)*
-            $g: &[G],
-            config: &$config,
-            step: u64,
-        ) -> Result<(), Error> {
-            self.step_one(
+        pub fn $call<$($generics)*>(&self, $w: &mut [W], $($s: &mut [$t],)* $($o: Option<&mut [$t]>,)*
+            $g: &[G], config: &$config, step: u64) -> Result<(), Error> {
+            self.step_one::<W, $t, G, _>(
                 stringify!($call),
                 $w,
                 &mut [$((stringify!($s), Some($s)),)* $((stringify!($o), $o),)*],
@@ -399,4 +379,4 @@ macro_rules! executor_calls {
     };
 }
 
-registry!(executor_calls);
+registry!(calls, executor_calls);

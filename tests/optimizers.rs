@@ -22,19 +22,8 @@ use optkern::{Backend, Element, Error, Executor, StatefulOptimizer, TensorStep, 
 
 // ---- the f64 references ----
 
-/// Finite inputs: mostly moderate, sometimes tiny or large, sometimes zero; f16 keeps to its
-/// range.
 fn value<E: Element>(rng: &mut Rng) -> f32 {
-    let (lo, hi) = if E::DTYPE == optkern::DType::F16 {
-        (-4.0, 3.0)
-    } else {
-        (-15.0, 15.0)
-    };
-    match rng.next_u64() % 10 {
-        0 => 0.0,
-        1 => rng.magnitude(lo, hi) as f32,
-        _ => rng.magnitude(-3.0, 1.0) as f32,
-    }
+    common::reference::finite_value::<E>(rng)
 }
 
 fn to_f64<E: Element>(x: E) -> f64 {

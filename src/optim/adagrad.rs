@@ -19,10 +19,10 @@
 //! accumulator, eps, weight decay; flags weight-decay mode, maximize.
 
 use super::{Common, GradientIn, OptimizerConfig, checked, common_options, flag};
+use super::{elementwise_step, eps_option};
 use super::{weight_decay_from, weight_decay_parts};
 use crate::arch::Lanes;
-use crate::driver::{Context, TensorStep, Update};
-use crate::element::Element;
+use crate::driver::Update;
 use crate::error::{CheckpointError, Error, non_negative, positive};
 
 /// A validated Adagrad configuration. Build it with [`Adagrad::builder`], then
@@ -50,6 +50,7 @@ pub struct AdagradBuilder {
 }
 
 common_options!(Adagrad, AdagradBuilder);
+eps_option!(Adagrad, AdagradBuilder);
 
 impl Adagrad {
     /// Adagrad with PyTorch's defaults: no learning-rate decay, no weight decay, an initial
@@ -72,10 +73,6 @@ impl Adagrad {
     /// The value the accumulator starts from on step 1.
     pub fn initial_accumulator_value(&self) -> f64 {
         self.initial_accumulator_value
-    }
-    /// Epsilon.
-    pub fn eps(&self) -> f64 {
-        self.eps
     }
     /// The config of the quick calls (`adagrad_step_f32`, ...): PyTorch's defaults with `lr`.
     pub(crate) fn adagrad_quick(lr: f32, step: u64) -> Result<(Adagrad, u64), Error> {
@@ -111,11 +108,6 @@ impl AdagradBuilder {
     /// The value the accumulator starts from (finite and `>= 0`).
     pub fn initial_accumulator_value(mut self, value: f64) -> Self {
         self.config.initial_accumulator_value = value;
-        self
-    }
-    /// Epsilon (finite and `> 0`).
-    pub fn eps(mut self, eps: f64) -> Self {
-        self.config.eps = eps;
         self
     }
 
@@ -193,13 +185,5 @@ impl OptimizerConfig for Adagrad {
         checked(builder.build())
     }
 
-    fn step_many<W: Element, T: Element, G: Element, C: Element>(
-        &self,
-        ctx: &Context,
-        tensors: &mut [TensorStep<'_, W, T, G, C>],
-        step: u64,
-    ) {
-        let update = self.update(step, ctx.grad_scale);
-        ctx.elementwise::<_, _, _, _, _, 1>(tensors, update, step);
-    }
+    elementwise_step!(|c: &Adagrad, scale, step| c.update(step, scale), 1);
 }

@@ -31,14 +31,27 @@
 //! State: `m`, `v` per tensor, and `v_max` for AMSGrad. Checkpoint record: numbers `lr`,
 //! beta1, beta2, eps, weight decay; flags weight-decay mode, AMSGrad, maximize, bias
 //! correction, epsilon placement (0 corrected, 1 hat).
+//!
+//! ```
+//! use optkern::{Adam, bf16};
+//!
+//! // bf16 weights and gradients, f32 moments.
+//! let adam = Adam::builder(1e-3).build().unwrap();
+//! let mut w = vec![bf16::ZERO; 1000];
+//! let (mut m, mut v) = (vec![0.0f32; 1000], vec![0.0f32; 1000]);
+//! let g = vec![bf16::from_f32(0.5); 1000];
+//! optkern::adam_step(&mut w, &mut m, &mut v, &g, &adam, 1);
+//! // The first bias-corrected step moves each weight by lr against the gradient.
+//! assert!((w[0].to_f32() + 1e-3).abs() < 1e-5);
+//! ```
 
 use pulp::Simd;
 
 use super::{Common, GradientIn, Lerp, OptimizerConfig, WeightDecay, bias_corrections, checked};
-use super::{common_options, flag, max_nan, weight_decay_from, weight_decay_parts};
+use super::{betas_option, common_options, elementwise_step, eps_option, flag, max_nan};
+use super::{weight_decay_from, weight_decay_parts};
 use crate::arch::Lanes;
-use crate::driver::{Context, TensorStep, Update};
-use crate::element::Element;
+use crate::driver::Update;
 use crate::error::{CheckpointError, Error, positive, unit_interval_open};
 
 /// Where epsilon enters Adam's denominator.
@@ -86,6 +99,8 @@ pub struct AdamBuilder {
 }
 
 common_options!(Adam, AdamBuilder);
+betas_option!(Adam, AdamBuilder);
+eps_option!(Adam, AdamBuilder);
 
 impl Adam {
     /// Adam with PyTorch's defaults: `betas = (0.9, 0.999)`, `eps = 1e-8`, no weight decay,
@@ -110,14 +125,6 @@ impl Adam {
         Adam::builder(lr).weight_decay(WeightDecay::Decoupled(weight_decay))
     }
 
-    /// `(beta1, beta2)`.
-    pub fn betas(&self) -> (f64, f64) {
-        (self.beta1, self.beta2)
-    }
-    /// Epsilon.
-    pub fn eps(&self) -> f64 {
-        self.eps
-    }
     /// Whether this is AMSGrad (which keeps a third buffer, `v_max`).
     pub fn amsgrad(&self) -> bool {
         self.amsgrad
@@ -173,17 +180,6 @@ impl Adam {
 }
 
 impl AdamBuilder {
-    /// `beta1` and `beta2`, each in `[0, 1)`.
-    pub fn betas(mut self, beta1: f64, beta2: f64) -> Self {
-        self.config.beta1 = beta1;
-        self.config.beta2 = beta2;
-        self
-    }
-    /// Epsilon (finite and `> 0`).
-    pub fn eps(mut self, eps: f64) -> Self {
-        self.config.eps = eps;
-        self
-    }
     /// AMSGrad: keep `v_max = max(v_max, v)` in a third buffer and use it for `v`.
     pub fn amsgrad(mut self, amsgrad: bool) -> Self {
         self.config.amsgrad = amsgrad;
@@ -328,17 +324,5 @@ impl OptimizerConfig for Adam {
         checked(builder.build())
     }
 
-    fn step_many<W: Element, T: Element, G: Element, C: Element>(
-        &self,
-        ctx: &Context,
-        tensors: &mut [TensorStep<'_, W, T, G, C>],
-        step: u64,
-    ) {
-        let update = self.update(step, ctx.grad_scale);
-        if self.amsgrad {
-            ctx.elementwise::<_, _, _, _, _, 3>(tensors, update, step);
-        } else {
-            ctx.elementwise::<_, _, _, _, _, 2>(tensors, update, step);
-        }
-    }
+    elementwise_step!(|c: &Adam, scale, step| c.update(step, scale), 2, 3);
 }

@@ -22,10 +22,10 @@
 //! mode, maximize.
 
 use super::{Common, GradientIn, Lerp, OptimizerConfig, checked, common_options, flag, max_nan};
-use super::{pow_u64, weight_decay_from, weight_decay_parts};
+use super::{betas_option, elementwise_step, eps_option, pow_u64};
+use super::{weight_decay_from, weight_decay_parts};
 use crate::arch::Lanes;
-use crate::driver::{Context, TensorStep, Update};
-use crate::element::Element;
+use crate::driver::Update;
 use crate::error::{CheckpointError, Error, positive, unit_interval_open};
 
 /// A validated Adamax configuration. Build it with [`Adamax::builder`], then
@@ -59,6 +59,8 @@ pub struct AdamaxBuilder {
 }
 
 common_options!(Adamax, AdamaxBuilder);
+betas_option!(Adamax, AdamaxBuilder);
+eps_option!(Adamax, AdamaxBuilder);
 
 impl Adamax {
     /// Adamax with PyTorch's defaults: `betas = (0.9, 0.999)`, `eps = 1e-8`, no weight decay.
@@ -72,15 +74,6 @@ impl Adamax {
                 eps: 1e-8,
             },
         }
-    }
-
-    /// `(beta1, beta2)`.
-    pub fn betas(&self) -> (f64, f64) {
-        (self.beta1, self.beta2)
-    }
-    /// Epsilon.
-    pub fn eps(&self) -> f64 {
-        self.eps
     }
 
     /// The config of the quick calls (`adamax_step_f32`, ...): PyTorch's defaults with `lr`.
@@ -109,18 +102,6 @@ impl Adamax {
 }
 
 impl AdamaxBuilder {
-    /// `beta1` and `beta2`, each in `[0, 1)`.
-    pub fn betas(mut self, beta1: f64, beta2: f64) -> Self {
-        self.config.beta1 = beta1;
-        self.config.beta2 = beta2;
-        self
-    }
-    /// Epsilon (finite and `> 0`).
-    pub fn eps(mut self, eps: f64) -> Self {
-        self.config.eps = eps;
-        self
-    }
-
     /// Checks every option and returns the config.
     ///
     /// Requirements: `lr` finite and `>= 0`; `0 <= beta1, beta2 < 1`; `eps` finite and `> 0`;
@@ -187,13 +168,5 @@ impl OptimizerConfig for Adamax {
         checked(builder.build())
     }
 
-    fn step_many<W: Element, T: Element, G: Element, C: Element>(
-        &self,
-        ctx: &Context,
-        tensors: &mut [TensorStep<'_, W, T, G, C>],
-        step: u64,
-    ) {
-        let update = self.update(step, ctx.grad_scale);
-        ctx.elementwise::<_, _, _, _, _, 2>(tensors, update, step);
-    }
+    elementwise_step!(|c: &Adamax, scale, step| c.update(step, scale), 2);
 }

@@ -28,13 +28,22 @@
 //! State: `m`, `v` per tensor. Checkpoint record: numbers `lr`, beta1, beta2, eps, weight decay,
 //! max grad norm (0 when off); flags decoupled, grad averaging, bias correction, max grad norm
 //! on, trust clip, always adapt, maximize.
+//!
+//! ```
+//! use optkern::Lamb;
+//!
+//! let lamb = Lamb::builder(1e-2).build().unwrap();
+//! let (mut w, mut m, mut v, g) = (vec![1.0f32; 100], vec![0.0f32; 100], vec![0.0f32; 100], vec![0.5f32; 100]);
+//! optkern::lamb_step(&mut w, &mut m, &mut v, &g, &lamb, 1);
+//! assert!(w[0] < 1.0);
+//! ```
 
 use core::marker::PhantomData;
 
 use pulp::Simd;
 
 use super::{Common, GradientIn, Lerp, MALFORMED_FLAG, OptimizerConfig, WeightDecay};
-use super::{bias_corrections, checked, common_options, flag};
+use super::{betas_option, bias_corrections, checked, common_options, eps_option, flag};
 use crate::arch::Lanes;
 use crate::driver::{Context, Elementwise, TensorStep, Update, round_trip};
 use crate::element::Element;
@@ -73,6 +82,8 @@ pub struct LambBuilder {
 }
 
 common_options!(Lamb, LambBuilder);
+betas_option!(Lamb, LambBuilder);
+eps_option!(Lamb, LambBuilder);
 
 impl Lamb {
     /// LAMB with timm's defaults: `betas = (0.9, 0.999)`, `eps = 1e-6`, `weight_decay = 0.01`
@@ -97,14 +108,6 @@ impl Lamb {
         }
     }
 
-    /// `(beta1, beta2)`.
-    pub fn betas(&self) -> (f64, f64) {
-        (self.beta1, self.beta2)
-    }
-    /// Epsilon.
-    pub fn eps(&self) -> f64 {
-        self.eps
-    }
     /// Whether the first moment averages the gradient (`1 - beta1` on `g`).
     pub fn grad_averaging(&self) -> bool {
         self.grad_averaging
@@ -206,17 +209,6 @@ impl Lamb {
 }
 
 impl LambBuilder {
-    /// `beta1` and `beta2`, each in `[0, 1)`.
-    pub fn betas(mut self, beta1: f64, beta2: f64) -> Self {
-        self.config.beta1 = beta1;
-        self.config.beta2 = beta2;
-        self
-    }
-    /// Epsilon (finite and `> 0`).
-    pub fn eps(mut self, eps: f64) -> Self {
-        self.config.eps = eps;
-        self
-    }
     /// Gradient averaging: `(1 - beta1)` on the gradient in the first moment (on by default).
     pub fn grad_averaging(mut self, on: bool) -> Self {
         self.config.grad_averaging = on;

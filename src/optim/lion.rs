@@ -19,10 +19,10 @@
 //! decay; flags weight-decay mode, maximize.
 
 use super::{Common, GradientIn, OptimizerConfig, checked, common_options, flag, sign};
+use super::{betas_option, elementwise_step};
 use super::{weight_decay_from, weight_decay_parts};
 use crate::arch::Lanes;
-use crate::driver::{Context, TensorStep, Update};
-use crate::element::Element;
+use crate::driver::Update;
 use crate::error::{CheckpointError, Error, unit_interval_open};
 
 /// A validated Lion configuration. Build it with [`Lion::builder`], then [`LionBuilder::build`].
@@ -50,6 +50,7 @@ pub struct LionBuilder {
 }
 
 common_options!(Lion, LionBuilder);
+betas_option!(Lion, LionBuilder);
 
 impl Lion {
     /// Lion with lion-pytorch's defaults: `betas = (0.9, 0.99)`, no weight decay.
@@ -63,10 +64,6 @@ impl Lion {
         }
     }
 
-    /// `(beta1, beta2)`: the interpolation for the update's sign, and the momentum decay.
-    pub fn betas(&self) -> (f64, f64) {
-        (self.beta1, self.beta2)
-    }
     /// The config of the quick calls (`lion_step_f32`, ...): lion-pytorch's defaults with
     /// `lr`.
     pub(crate) fn lion_quick(lr: f32) -> Result<(Lion, u64), Error> {
@@ -92,13 +89,6 @@ impl Lion {
 }
 
 impl LionBuilder {
-    /// `beta1` and `beta2`, each in `[0, 1)`.
-    pub fn betas(mut self, beta1: f64, beta2: f64) -> Self {
-        self.config.beta1 = beta1;
-        self.config.beta2 = beta2;
-        self
-    }
-
     /// Checks every option and returns the config.
     ///
     /// Requirements: `lr` finite and `>= 0`; `0 <= beta1, beta2 < 1`; weight decay finite and
@@ -169,13 +159,5 @@ impl OptimizerConfig for Lion {
         checked(builder.build())
     }
 
-    fn step_many<W: Element, T: Element, G: Element, C: Element>(
-        &self,
-        ctx: &Context,
-        tensors: &mut [TensorStep<'_, W, T, G, C>],
-        step: u64,
-    ) {
-        let update = self.update(ctx.grad_scale);
-        ctx.elementwise::<_, _, _, _, _, 1>(tensors, update, step);
-    }
+    elementwise_step!(|c: &Lion, scale, _| c.update(scale), 1);
 }

@@ -1,8 +1,9 @@
 //! The optimizers, one file each: a validated config type and its builder, the per-element
-//! formula (an [`Update`](crate::driver::Update)), how it runs over many tensors, and its
-//! checkpoint fields. The registry ([`registry`]) lists them, once each; the enum
-//! [`Optimizer`](crate::Optimizer), the executor's calls, the free functions and the checkpoint
-//! code table are generated from it.
+//! formula, how it runs over many tensors, and its checkpoint fields. The registry
+//! (`optim/registry.rs`) lists them, once each; the enum [`Optimizer`](crate::Optimizer), the
+//! executor's calls, the free functions and the checkpoint code table are generated from it.
+//! Each module's documentation gives its optimizer's formula, its order of operations in `f32`,
+//! its state buffers and its checkpoint record.
 //!
 //! What every optimizer shares lives here: the common options (learning rate, maximize, weight
 //! decay) and their builder methods, how the gradient is read (maximize, the L2 term), how
@@ -10,8 +11,9 @@
 //! between instruction sets (so they are written out here, the same everywhere), the
 //! step-dependent coefficients, and the helpers of the checkpoint fields.
 //!
-//! This layer sits above the kernel driver ([`crate::driver`]) and below the executor: it runs
-//! its kernels through a [`Context`](crate::driver::Context), never through an `Executor`.
+//! This layer sits above the kernel driver and below the executor: it runs its kernels through
+//! the driver's context (backend, threads, gradient multiplier, rounding), never through an
+//! [`Executor`](crate::Executor). See `ARCHITECTURE.md`.
 
 use pulp::Simd;
 
@@ -56,6 +58,76 @@ pub(crate) trait OptimizerConfig: Copy + Sized {
         step: u64,
     );
 }
+
+/// Writes [`OptimizerConfig::step_many`] for an elementwise optimizer: `$update(config,
+/// grad_scale, step)` gives the step's coefficients (an `Update` for each of the state-buffer
+/// counts `$n` the optimizer can have), and the config's number of state buffers picks the
+/// kernel.
+macro_rules! elementwise_step {
+    ($update:expr, $($n:literal),+) => {
+        fn step_many<
+            W: $crate::element::Element,
+            T: $crate::element::Element,
+            G: $crate::element::Element,
+            C: $crate::element::Element,
+        >(
+            &self,
+            ctx: &$crate::driver::Context,
+            tensors: &mut [$crate::driver::TensorStep<'_, W, T, G, C>],
+            step: u64,
+        ) {
+            let update = ($update)(self, ctx.grad_scale, step);
+            match $crate::optim::OptimizerConfig::state_buffers(self).len() {
+                $($n => ctx.elementwise::<_, _, _, _, _, $n>(tensors, update, step),)+
+                n => unreachable!("{n} state buffers"),
+            }
+        }
+    };
+}
+pub(crate) use elementwise_step;
+
+/// Writes the `betas` getter of a config and its builder method (fields `beta1`, `beta2`).
+macro_rules! betas_option {
+    ($config:ident, $builder:ident) => {
+        impl $config {
+            /// `(beta1, beta2)`.
+            pub fn betas(&self) -> (f64, f64) {
+                (self.beta1, self.beta2)
+            }
+        }
+
+        impl $builder {
+            /// `beta1` and `beta2`, each in `[0, 1)`.
+            pub fn betas(mut self, beta1: f64, beta2: f64) -> Self {
+                self.config.beta1 = beta1;
+                self.config.beta2 = beta2;
+                self
+            }
+        }
+    };
+}
+pub(crate) use betas_option;
+
+/// Writes the `eps` getter of a config and its builder method (field `eps`).
+macro_rules! eps_option {
+    ($config:ident, $builder:ident) => {
+        impl $config {
+            /// Epsilon.
+            pub fn eps(&self) -> f64 {
+                self.eps
+            }
+        }
+
+        impl $builder {
+            /// Epsilon (finite and `> 0`).
+            pub fn eps(mut self, eps: f64) -> Self {
+                self.config.eps = eps;
+                self
+            }
+        }
+    };
+}
+pub(crate) use eps_option;
 
 /// The options every optimizer has: the learning rate, maximize, and weight decay. Each config
 /// holds one; [`common_options`] writes their getters, `set_lr` and the builder methods.

@@ -22,12 +22,25 @@
 //! State: one buffer per tensor, `velocity`. Checkpoint record: numbers `lr`, momentum,
 //! dampening, weight decay; flags form (0 heavy ball, 1 learning rate in the velocity, 2 moving
 //! average), Nesterov, weight-decay mode, maximize.
+//!
+//! ```
+//! use optkern::{Momentum, bf16};
+//!
+//! // bf16 weights and gradients with an f32 velocity.
+//! let config = Momentum::heavy_ball(0.1, 0.9).build().unwrap();
+//! let mut w = vec![bf16::from_f32(1.0); 1000];
+//! let mut v = vec![0.0f32; 1000];
+//! let g = vec![bf16::from_f32(0.5); 1000];
+//! optkern::momentum_step(&mut w, &mut v, &g, &config, 1);
+//! assert_eq!(v[0], 0.5);
+//! assert_eq!(w[0], bf16::from_f32(0.95));
+//! ```
 
-use super::{Common, GradientIn, MALFORMED_FLAG, OptimizerConfig, checked, common_options, flag};
+use super::{Common, GradientIn, MALFORMED_FLAG, OptimizerConfig, checked, common_options};
+use super::{elementwise_step, flag};
 use super::{weight_decay_from, weight_decay_parts};
 use crate::arch::Lanes;
-use crate::driver::{Context, TensorStep, Update};
-use crate::element::Element;
+use crate::driver::Update;
 use crate::error::{CheckpointError, Error, unit_interval_closed, unit_interval_open};
 
 /// Which momentum convention a [`Momentum`] config follows.
@@ -292,13 +305,5 @@ impl OptimizerConfig for Momentum {
         checked(builder.build())
     }
 
-    fn step_many<W: Element, T: Element, G: Element, C: Element>(
-        &self,
-        ctx: &Context,
-        tensors: &mut [TensorStep<'_, W, T, G, C>],
-        step: u64,
-    ) {
-        let update = self.update(step == 1, ctx.grad_scale);
-        ctx.elementwise::<_, _, _, _, _, 1>(tensors, update, step);
-    }
+    elementwise_step!(|c: &Momentum, scale, step| c.update(step == 1, scale), 1);
 }

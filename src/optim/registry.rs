@@ -8,13 +8,18 @@
 //! their scalars into a config and a step, and the names of the `f32`, `f16` and `bf16` calls.
 //!
 //! Three places expand the registry, each with a macro of its own: [`Optimizer`] and its
-//! dispatch (here), the executor's single-tensor calls (`executor.rs`), and the free functions
-//! (`calls.rs`). Adding an optimizer is its file in `optim/` and one entry here.
+//! dispatch (here, from the list of variants), the executor's single-tensor calls
+//! (`executor.rs`) and the free functions (`calls.rs`), one call at a time. The table is
+//! parsed in one place, `parse_registry`. Adding an optimizer is its file in `optim/` and one
+//! entry here.
 
-/// Calls `$callback!` with the table of every optimizer.
+/// Expands the table of every optimizer for `$callback!`: `registry!(variants, cb)` calls it
+/// once with every variant (`Variant(Config) = code, "name";`), `registry!(calls, cb)` once per
+/// single-tensor call (`[docs] [quick docs] Config, call, try_call, (w; state..; optional..; g),
+/// quick_fn, (scalars), [typed / try_typed: type, ..]`).
 macro_rules! registry {
-    ($callback:ident) => {
-        $callback! {
+    ($mode:ident, $callback:ident) => {
+        $crate::optim::registry::parse_registry! { $mode $callback
             /// Plain SGD (no state).
             Sgd($crate::optim::sgd::Sgd) = 0, "SGD" {
                 /// One step of plain SGD.
@@ -114,14 +119,37 @@ macro_rules! registry {
 }
 pub(crate) use registry;
 
-/// Writes [`Optimizer`] from the registry.
-macro_rules! optimizer_enum {
-    ($(
+/// Parses the registry's table, once, for [`registry`].
+macro_rules! parse_registry {
+    (variants $callback:ident $(
+        $(#[$vdoc:meta])*
+        $variant:ident($config:path) = $code:literal, $name:literal { $($calls:tt)* }
+    )+) => {
+        $callback! { $($(#[$vdoc])* $variant($config) = $code, $name;)+ }
+    };
+    (calls $callback:ident $(
         $(#[$vdoc:meta])*
         $variant:ident($config:path) = $code:literal, $name:literal {
-            $($calls:tt)*
+            $(
+                $(#[$doc:meta])*
+                fn $call:ident / $try_call:ident $buffers:tt
+                    $(#[$qdoc:meta])*
+                    quick $quick:ident $scalars:tt $typed:tt;
+            )+
         }
     )+) => {
+        $($(
+            $callback! {
+                [$(#[$doc])*] [$(#[$qdoc])*] $config, $call, $try_call, $buffers, $quick, $scalars, $typed
+            }
+        )+)+
+    };
+}
+pub(crate) use parse_registry;
+
+/// Writes [`Optimizer`] from the registry.
+macro_rules! optimizer_enum {
+    ($($(#[$vdoc:meta])* $variant:ident($config:path) = $code:literal, $name:literal;)+) => {
         /// Any optimizer config of the crate, for the calls that step many tensors and for the
         /// stateful optimizer.
         ///
@@ -239,4 +267,4 @@ const WRONG_FIELD_COUNT: CheckpointError = CheckpointError::Malformed {
     reason: "the config has the wrong number of fields for its optimizer",
 };
 
-registry!(optimizer_enum);
+registry!(variants, optimizer_enum);

@@ -27,15 +27,24 @@
 //! momentum is above 0 as the kernels see it (in `f32`: a momentum that rounds to 0 keeps no
 //! buffer). Checkpoint record: numbers `lr`, alpha, eps, momentum, weight decay; flags eps
 //! inside the root, weight-decay mode, momentum form, centered, maximize.
+//!
+//! ```
+//! use optkern::Rmsprop;
+//!
+//! let config = Rmsprop::builder(1e-2).build().unwrap();
+//! let (mut w, mut sq, g) = (vec![1.0f32; 100], vec![0.0f32; 100], vec![0.5f32; 100]);
+//! optkern::rmsprop_step(&mut w, &mut sq, None, None, &g, &config, 1);
+//! assert!(w[0] < 1.0);
+//! ```
 
 use pulp::Simd;
 
 use super::momentum::{MomentumForm, form_code, form_from};
 use super::{Common, GradientIn, Lerp, OptimizerConfig, checked, common_options, flag, max_nan};
+use super::{elementwise_step, eps_option};
 use super::{weight_decay_from, weight_decay_parts};
 use crate::arch::Lanes;
-use crate::driver::{Context, TensorStep, Update};
-use crate::element::Element;
+use crate::driver::Update;
 use crate::error::{CheckpointError, Error, positive, unit_interval_open};
 
 /// A validated RMSprop configuration. Build it with [`Rmsprop::builder`], then
@@ -76,6 +85,7 @@ pub struct RmspropBuilder {
 }
 
 common_options!(Rmsprop, RmspropBuilder);
+eps_option!(Rmsprop, RmspropBuilder);
 
 impl Rmsprop {
     /// RMSprop with PyTorch's defaults: `alpha = 0.99`, `eps = 1e-8` outside the square root,
@@ -97,10 +107,6 @@ impl Rmsprop {
     /// The smoothing constant (Keras' `rho`).
     pub fn alpha(&self) -> f64 {
         self.alpha
-    }
-    /// Epsilon.
-    pub fn eps(&self) -> f64 {
-        self.eps
     }
     /// Whether epsilon is added inside the square root (Keras) rather than after it (PyTorch).
     pub fn eps_inside_sqrt(&self) -> bool {
@@ -165,11 +171,6 @@ impl RmspropBuilder {
     /// The smoothing constant, in `[0, 1)` (Keras calls it `rho`).
     pub fn alpha(mut self, alpha: f64) -> Self {
         self.config.alpha = alpha;
-        self
-    }
-    /// Epsilon (finite and `> 0`).
-    pub fn eps(mut self, eps: f64) -> Self {
-        self.config.eps = eps;
         self
     }
     /// Add epsilon inside the square root, `sqrt(t + eps)`, as Keras does.
@@ -373,17 +374,5 @@ impl OptimizerConfig for Rmsprop {
         checked(builder.build())
     }
 
-    fn step_many<W: Element, T: Element, G: Element, C: Element>(
-        &self,
-        ctx: &Context,
-        tensors: &mut [TensorStep<'_, W, T, G, C>],
-        step: u64,
-    ) {
-        let update = self.update(ctx.grad_scale);
-        match self.state_buffers().len() {
-            1 => ctx.elementwise::<_, _, _, _, _, 1>(tensors, update, step),
-            2 => ctx.elementwise::<_, _, _, _, _, 2>(tensors, update, step),
-            _ => ctx.elementwise::<_, _, _, _, _, 3>(tensors, update, step),
-        }
-    }
+    elementwise_step!(|c: &Rmsprop, scale, _| c.update(scale), 1, 2, 3);
 }

@@ -12,11 +12,10 @@
 //!
 //! Checkpoint record: numbers `lr`, weight decay; flags weight-decay mode, maximize.
 
-use super::{Common, GradientIn, OptimizerConfig, checked, common_options, flag};
+use super::{Common, GradientIn, OptimizerConfig, checked, common_options, elementwise_step, flag};
 use super::{weight_decay_from, weight_decay_parts};
 use crate::arch::Lanes;
-use crate::driver::{Context, TensorStep, Update};
-use crate::element::Element;
+use crate::driver::Update;
 use crate::error::{CheckpointError, Error};
 
 /// A validated configuration of plain SGD (no velocity): `w -= lr * g`, with optional weight
@@ -60,6 +59,13 @@ impl Sgd {
         Sgd::builder(lr).build()
     }
 
+    fn update(&self, scale: f64) -> SgdUpdate {
+        SgdUpdate {
+            input: self.common.gradient_in(scale),
+            lr: self.lr() as f32,
+        }
+    }
+
     /// The config of the quick calls (`sgd_step_f32`, ...): the defaults with `lr`.
     pub(crate) fn sgd_quick(lr: f32) -> Result<(Sgd, u64), Error> {
         Ok((Sgd::new(lr.into())?, 1))
@@ -95,18 +101,7 @@ impl OptimizerConfig for Sgd {
         checked(builder.build())
     }
 
-    fn step_many<W: Element, T: Element, G: Element, C: Element>(
-        &self,
-        ctx: &Context,
-        tensors: &mut [TensorStep<'_, W, T, G, C>],
-        step: u64,
-    ) {
-        let update = SgdUpdate {
-            input: self.common.gradient_in(ctx.grad_scale),
-            lr: self.lr() as f32,
-        };
-        ctx.elementwise::<_, _, _, _, _, 0>(tensors, update, step);
-    }
+    elementwise_step!(|c: &Sgd, scale, _| c.update(scale), 0);
 }
 
 /// The coefficients of one plain SGD step.

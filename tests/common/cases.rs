@@ -23,11 +23,14 @@ pub struct OptimizerCase {
     /// A random config, every option drawn.
     pub random: fn(&mut Rng) -> Optimizer,
     /// Configs its builder refuses, each with a word the error message must contain.
-    pub refused: fn() -> Vec<(Result<Optimizer, Error>, &'static str)>,
+    pub refused: fn() -> Vec<Refused>,
     /// An `f64` reference of one step, if the case carries one (the older optimizers have
     /// theirs in `tests/reference_optimizers.rs`).
     pub reference: Option<Reference>,
 }
+
+/// A config the builder must refuse, and a word its error message must contain.
+pub type Refused = (Result<Optimizer, Error>, &'static str);
 
 /// One step of an optimizer on one element in `f64`, from the published formula: given the
 /// config, the weight, the state (in the order of `state_buffers`), the gradient and the step,

@@ -14,6 +14,21 @@ pub fn storage_half_ulp<E: Element>(x: f64) -> f64 {
     }
 }
 
+/// Finite inputs for the reference tests: mostly moderate, sometimes tiny or large, sometimes
+/// zero; f16 keeps to its range.
+pub fn finite_value<E: Element>(rng: &mut super::data::Rng) -> f32 {
+    let (lo, hi) = if E::DTYPE == DType::F16 {
+        (-4.0, 3.0)
+    } else {
+        (-15.0, 15.0)
+    };
+    match rng.next_u64() % 10 {
+        0 => 0.0,
+        1 => rng.magnitude(lo, hi) as f32,
+        _ => rng.magnitude(-3.0, 1.0) as f32,
+    }
+}
+
 /// The smallest f32 subnormal, as an absolute floor for results that land there.
 pub const FLOOR: f64 = 1e-44;
 
