@@ -1,12 +1,14 @@
-//! The kernel driver: the one loop every elementwise kernel runs, and the [`Context`] that runs
-//! it on a backend across threads.
+//! The kernel driver: the one loop every kernel runs, and the [`Context`] that runs it on a
+//! backend across threads.
 //!
-//! The loop walks the buffers a vector at a time, widening what it loads to `f32` lanes,
-//! applies an optimizer's [`Update`] and narrows what it stores.
+//! Every kernel (an optimizer's elementwise [`Update`], the conversions, the gradient norm's
+//! sums of squares) is one `Step` applied by the one `walk`: it goes over the buffers a vector
+//! at a time, widening what it loads to `f32` lanes and narrowing what it stores.
 //!
-//! The last `len % lanes` elements (the tail) are copied into a zero-padded vector on the
-//! stack, go through the very same update, and only the real elements are copied back. So a
-//! tail gets exactly the bits a full vector would give it, on every backend, and a result never
+//! The tail is handled in one place. The last `len % lanes` elements go through the same step
+//! as a full vector, with loads and stores (`load_span`, `store_span`) that copy the real
+//! elements into a zero-padded vector on the stack and only the real elements back. So a tail
+//! gets exactly the bits a full vector would give it, on every backend, and a result never
 //! depends on where a buffer (or a chunk of it) ends.
 
 // The state buffers are `N` parallel arrays (pointers, loaded vectors, stack tails): indexing
@@ -392,15 +394,143 @@ where
     }
 }
 
+/// Where one vector of the walk lies: wholly inside the buffers, or over their last `rem`
+/// elements (the tail, `0 < rem < lanes`).
+#[derive(Clone, Copy)]
+enum Span {
+    Full,
+    Tail(usize),
+}
+
+impl Span {
+    /// The number of real elements in the vector.
+    #[inline(always)]
+    fn len(self, lanes: usize) -> usize {
+        match self {
+            Span::Full => lanes,
+            Span::Tail(rem) => rem,
+        }
+    }
+}
+
+/// What a kernel does with one vector of the [`walk`].
+trait Step {
+    /// Processes the vector that starts at element `i`.
+    ///
+    /// # Safety
+    /// The elements `i..i + span.len(S::F32_LANES)` lie inside every buffer of the kernel, and
+    /// the call is reached from [`crate::arch::Isa::run`]. Must be `#[inline(always)]`: the
+    /// walk calls it at two places, and inlining makes the full vectors' copy branch-free.
+    unsafe fn at<S: Lanes>(&mut self, simd: S, i: usize, span: Span);
+}
+
+/// The one walk over `n` elements every kernel makes: each full vector in order, then the tail
+/// (if any) once, through the same [`Step`]. What a step loads and stores goes through
+/// [`load_span`] and [`store_span`], which give the tail's zero-padded stack copy.
+///
+/// # Safety
+/// Every buffer of `kernel` holds `n` elements; reached from [`crate::arch::Isa::run`].
+#[inline(always)]
+unsafe fn walk<S: Lanes, K: Step>(simd: S, n: usize, kernel: &mut K) {
+    let lanes = S::F32_LANES;
+    let body = n - n % lanes;
+    let mut i = 0;
+    while i < body {
+        // SAFETY: `i + lanes <= body <= n`, the length of every buffer.
+        unsafe { kernel.at(simd, i, Span::Full) };
+        i += lanes;
+    }
+    if body < n {
+        // SAFETY: the tail `body..n` lies inside every buffer.
+        unsafe { kernel.at(simd, body, Span::Tail(n - body)) };
+    }
+}
+
+/// Loads the vector at `src`: a full vector straight from memory; a tail's `rem` elements
+/// through a zero-padded copy on the stack.
+///
+/// # Safety
+/// `src` is valid for reading `span.len(S::F32_LANES)` elements; reached from
+/// [`crate::arch::Isa::run`].
+#[inline(always)]
+unsafe fn load_span<S: Lanes, E: Element>(simd: S, src: *const E, span: Span) -> S::f32s {
+    // SAFETY: forwarded from the caller; the stack array holds MAX_LANES >= lanes elements.
+    unsafe {
+        match span {
+            Span::Full => load(simd, src),
+            Span::Tail(rem) => {
+                let mut padded = [E::ZERO; MAX_LANES];
+                core::ptr::copy_nonoverlapping(src, padded.as_mut_ptr(), rem);
+                load(simd, padded.as_ptr())
+            }
+        }
+    }
+}
+
+/// Stores the vector at `dst`: a full vector straight to memory; of a tail, only the `rem`
+/// real elements (through a copy on the stack).
+///
+/// # Safety
+/// As [`load_span`], for writes.
+#[inline(always)]
+unsafe fn store_span<S: Lanes, E: Element>(simd: S, dst: *mut E, values: S::f32s, span: Span) {
+    // SAFETY: forwarded from the caller; the stack array holds MAX_LANES >= lanes elements.
+    unsafe {
+        match span {
+            Span::Full => store(simd, dst, values),
+            Span::Tail(rem) => {
+                let mut padded = [E::ZERO; MAX_LANES];
+                store(simd, padded.as_mut_ptr(), values);
+                core::ptr::copy_nonoverlapping(padded.as_ptr(), dst, rem);
+            }
+        }
+    }
+}
+
+/// `R` sums of squares, one per [`BLOCK`] of a walk over `n` elements, written to `sums` as
+/// each block ends.
+struct BlockSums<'a, const R: usize> {
+    acc: [SumSquares; R],
+    sums: [&'a mut [f64]; R],
+    n: usize,
+}
+
+impl<'a, const R: usize> BlockSums<'a, R> {
+    fn new(sums: [&'a mut [f64]; R], n: usize) -> Self {
+        BlockSums {
+            acc: [SumSquares::default(); R],
+            sums,
+            n,
+        }
+    }
+
+    /// Adds the squares of the real elements of the vectors at `i`.
+    #[inline(always)]
+    fn add<S: Lanes>(&mut self, values: [S::f32s; R], i: usize, span: Span) {
+        let end = i + span.len(S::F32_LANES);
+        for r in 0..R {
+            match span {
+                Span::Full => self.acc[r].add::<S>(values[r], i % BLOCK),
+                Span::Tail(rem) => self.acc[r].add_first::<S>(values[r], i % BLOCK, rem),
+            }
+            if end.is_multiple_of(BLOCK) || end == self.n {
+                self.sums[r][(end - 1) / BLOCK] = self.acc[r].total();
+                self.acc[r] = SumSquares::default();
+            }
+        }
+    }
+}
+
 /// Stores weights, rounding stochastically onto a half-precision grid when asked.
 ///
 /// # Safety
-/// As [`store`].
+/// As [`store_span`].
 #[inline(always)]
 unsafe fn store_weights<S: Lanes, E: Element>(
     simd: S,
     dst: *mut E,
     values: S::f32s,
+    span: Span,
     rounding: Option<StreamKey>,
     index: u64,
 ) {
@@ -410,65 +540,62 @@ unsafe fn store_weights<S: Lanes, E: Element>(
         _ => values,
     };
     // SAFETY: forwarded from the caller.
-    unsafe { store(simd, dst, values) }
+    unsafe { store_span(simd, dst, values, span) }
 }
 
-/// Pointers to one vector's worth of every buffer.
-struct At<W, T, G, C, const N: usize> {
+/// An [`Elementwise`] kernel during its walk: the start of every buffer (`copy` is null
+/// without a model copy) and the sums being made.
+struct ElementwiseWalk<'a, U, W, T, G, C, const N: usize, const R: usize> {
+    update: U,
+    rounding: Option<StreamKey>,
     w: *mut W,
     state: [*mut T; N],
     g: *const G,
     copy: *mut C,
     index: u64,
+    sums: BlockSums<'a, R>,
 }
 
-/// Applies `update` to the vector at `at`, storing what the update writes; returns the
-/// vectors to reduce.
-///
-/// # Safety
-/// Every pointer must be valid for `S::F32_LANES` elements (reads, and writes for what is
-/// written; `copy` only when `has_copy`), and the call must be reached from
-/// [`crate::arch::Isa::run`].
-#[inline(always)]
-unsafe fn apply_at<S, U, W, T, G, C, const N: usize, const R: usize>(
-    simd: S,
-    update: U,
-    at: &At<W, T, G, C, N>,
-    has_copy: bool,
-    rounding: Option<StreamKey>,
-) -> [S::f32s; R]
+impl<U, W, T, G, C, const N: usize, const R: usize> Step
+    for ElementwiseWalk<'_, U, W, T, G, C, N, R>
 where
-    S: Lanes,
     U: Update<N, R>,
     W: Element,
     T: Element,
     G: Element,
     C: Element,
 {
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        let mut s = [simd.splat_f32s(0.0); N];
-        for k in 0..N {
-            s[k] = load(simd, at.state[k]);
-        }
-        let g = if U::READS_GRADIENT {
-            load(simd, at.g)
-        } else {
-            simd.splat_f32s(0.0)
-        };
-        let (w_new, s_new, reduced) = update.update(simd, load(simd, at.w), s, g);
-        if U::WRITES_WEIGHTS {
-            store_weights(simd, at.w, w_new, rounding, at.index);
-            if has_copy {
-                store_weights(simd, at.copy, w_new, rounding, at.index);
-            }
-        }
-        if U::WRITES_STATE {
+    #[inline(always)]
+    unsafe fn at<S: Lanes>(&mut self, simd: S, i: usize, span: Span) {
+        // SAFETY: the caller guarantees the span `i..` lies inside every buffer, the model
+        // copy's too when it is there (`copy` is only offset and used when it is not null).
+        let reduced = unsafe {
+            let mut s = [simd.splat_f32s(0.0); N];
             for k in 0..N {
-                store(simd, at.state[k], s_new[k]);
+                s[k] = load_span(simd, self.state[k].add(i), span);
             }
-        }
-        reduced
+            let g = if U::READS_GRADIENT {
+                load_span(simd, self.g.add(i), span)
+            } else {
+                simd.splat_f32s(0.0)
+            };
+            let w = load_span(simd, self.w.add(i), span);
+            let (w_new, s_new, reduced) = self.update.update(simd, w, s, g);
+            let index = self.index + i as u64;
+            if U::WRITES_WEIGHTS {
+                store_weights(simd, self.w.add(i), w_new, span, self.rounding, index);
+                if !self.copy.is_null() {
+                    store_weights(simd, self.copy.add(i), w_new, span, self.rounding, index);
+                }
+            }
+            if U::WRITES_STATE {
+                for k in 0..N {
+                    store_span(simd, self.state[k].add(i), s_new[k], span);
+                }
+            }
+            reduced
+        };
+        self.sums.add::<S>(reduced, i, span);
     }
 }
 
@@ -485,7 +612,6 @@ where
     #[inline(always)]
     fn run<S: Lanes>(self, simd: S) {
         const { assert!(S::F32_LANES <= MAX_LANES && BLOCK.is_multiple_of(S::F32_LANES)) };
-        let lanes = S::F32_LANES;
         let Buffers {
             w,
             state,
@@ -496,7 +622,8 @@ where
         } = self.buffers;
         let n = w.len();
         // The public calls check lengths first (and report them); this guards the pointer
-        // arithmetic below against a caller that did not, at the cost of a few comparisons.
+        // arithmetic of the walk against a caller that did not, at the cost of a few
+        // comparisons.
         assert!(
             g.len() == n
                 && state.iter().all(|s| s.len() == n)
@@ -504,102 +631,22 @@ where
                 && sums.iter().all(|s| s.len() == blocks(n)),
             "buffers of unequal length"
         );
-        let has_copy = copy.is_some();
-        let (update, rounding) = (self.update, self.rounding);
-        let body = n - n % lanes;
-
-        let mut at = At {
+        let mut walker = ElementwiseWalk {
+            update: self.update,
+            rounding: self.rounding,
             w: w.as_mut_ptr(),
             state: [core::ptr::null_mut::<T>(); N],
             g: g.as_ptr(),
             copy: copy.map_or(core::ptr::null_mut(), |c| c.as_mut_ptr()),
             index,
+            sums: BlockSums::new(sums, n),
         };
-        for k in 0..N {
-            at.state[k] = state[k].as_mut_ptr();
+        for (k, s) in state.into_iter().enumerate() {
+            walker.state[k] = s.as_mut_ptr();
         }
-        let mut acc = [SumSquares::default(); R];
-
-        let mut i = 0;
-        while i < body {
-            // SAFETY: `i < body <= n`: every pointer stays inside its buffer (all of length
-            // `n`, checked above), and `i + lanes <= n`, so each vector access does too.
-            let reduced = unsafe {
-                let mut state_here = at.state;
-                for p in &mut state_here {
-                    *p = p.add(i);
-                }
-                let here = At {
-                    w: at.w.add(i),
-                    state: state_here,
-                    g: at.g.add(i),
-                    copy: if has_copy { at.copy.add(i) } else { at.copy },
-                    index: index + i as u64,
-                };
-                apply_at::<S, U, W, T, G, C, N, R>(simd, update, &here, has_copy, rounding)
-            };
-            for r in 0..R {
-                acc[r].add::<S>(reduced[r], i % BLOCK);
-            }
-            i += lanes;
-            if R > 0 && (i % BLOCK == 0 || i == n) {
-                for r in 0..R {
-                    sums[r][(i - 1) / BLOCK] = acc[r].total();
-                    acc[r] = SumSquares::default();
-                }
-            }
-        }
-
-        let rem = n - body;
-        if rem > 0 {
-            // The tail goes through the same update, in zero-padded stack vectors; only the
-            // real elements are copied back (and reduced).
-            let mut tw = [W::ZERO; MAX_LANES];
-            let mut tg = [G::ZERO; MAX_LANES];
-            let mut tc = [C::ZERO; MAX_LANES];
-            let mut ts = [[T::ZERO; MAX_LANES]; N];
-            // SAFETY: the tail `body..n` lies inside every buffer (length `n`).
-            unsafe {
-                core::ptr::copy_nonoverlapping(at.w.add(body), tw.as_mut_ptr(), rem);
-                core::ptr::copy_nonoverlapping(at.g.add(body), tg.as_mut_ptr(), rem);
-                for k in 0..N {
-                    core::ptr::copy_nonoverlapping(at.state[k].add(body), ts[k].as_mut_ptr(), rem);
-                }
-            }
-            let mut ts_ptr = [core::ptr::null_mut::<T>(); N];
-            for k in 0..N {
-                ts_ptr[k] = ts[k].as_mut_ptr();
-            }
-            let here = At {
-                w: tw.as_mut_ptr(),
-                state: ts_ptr,
-                g: tg.as_ptr(),
-                copy: tc.as_mut_ptr(),
-                index: index + body as u64,
-            };
-            // SAFETY: the stack arrays hold MAX_LANES >= lanes elements each.
-            let reduced = unsafe {
-                apply_at::<S, U, W, T, G, C, N, R>(simd, update, &here, has_copy, rounding)
-            };
-            for r in 0..R {
-                acc[r].add_first::<S>(reduced[r], body % BLOCK, rem);
-                sums[r][body / BLOCK] = acc[r].total();
-            }
-            // SAFETY: as above; only the `rem` real elements are written back.
-            unsafe {
-                if U::WRITES_WEIGHTS {
-                    core::ptr::copy_nonoverlapping(tw.as_ptr(), at.w.add(body), rem);
-                    if has_copy {
-                        core::ptr::copy_nonoverlapping(tc.as_ptr(), at.copy.add(body), rem);
-                    }
-                }
-                if U::WRITES_STATE {
-                    for k in 0..N {
-                        core::ptr::copy_nonoverlapping(ts[k].as_ptr(), at.state[k].add(body), rem);
-                    }
-                }
-            }
-        }
+        // SAFETY: every buffer holds `n` elements (checked above); `run` is reached from
+        // `Isa::run`.
+        unsafe { walk(simd, n, &mut walker) };
     }
 }
 
@@ -631,32 +678,37 @@ impl<A: Element, B: Element> Split for Convert<'_, A, B> {
     }
 }
 
+/// A [`Convert`] kernel during its walk.
+struct ConvertWalk<A, B> {
+    src: *const A,
+    dst: *mut B,
+}
+
+impl<A: Element, B: Element> Step for ConvertWalk<A, B> {
+    #[inline(always)]
+    unsafe fn at<S: Lanes>(&mut self, simd: S, i: usize, span: Span) {
+        // SAFETY: the caller guarantees the span `i..` lies inside both buffers.
+        unsafe {
+            let values = load_span(simd, self.src.add(i), span);
+            store_span(simd, self.dst.add(i), values, span);
+        }
+    }
+}
+
 impl<A: Element, B: Element> Kernel for Convert<'_, A, B> {
     type Output = ();
 
     #[inline(always)]
     fn run<S: Lanes>(self, simd: S) {
         const { assert!(S::F32_LANES <= MAX_LANES) };
-        let lanes = S::F32_LANES;
         let n = self.src.len();
         assert_eq!(self.dst.len(), n, "buffers of unequal length");
-        let body = n - n % lanes;
-        let (src, dst) = (self.src.as_ptr(), self.dst.as_mut_ptr());
-        let mut i = 0;
-        while i < body {
-            // SAFETY: `i + lanes <= n`, the length of both buffers.
-            unsafe { store(simd, dst.add(i), load(simd, src.add(i))) };
-            i += lanes;
-        }
-        let rem = n - body;
-        if rem > 0 {
-            let mut ta = [A::ZERO; MAX_LANES];
-            let mut tb = [B::ZERO; MAX_LANES];
-            ta[..rem].copy_from_slice(&self.src[body..]);
-            // SAFETY: the stack arrays hold MAX_LANES >= lanes elements each.
-            unsafe { store(simd, tb.as_mut_ptr(), load(simd, ta.as_ptr())) };
-            self.dst[body..].copy_from_slice(&tb[..rem]);
-        }
+        let mut walker = ConvertWalk {
+            src: self.src.as_ptr(),
+            dst: self.dst.as_mut_ptr(),
+        };
+        // SAFETY: both buffers hold `n` elements; `run` is reached from `Isa::run`.
+        unsafe { walk(simd, n, &mut walker) };
     }
 }
 
@@ -692,36 +744,35 @@ impl<G: Element> Split for SquareSums<'_, G> {
     }
 }
 
+/// A [`SquareSums`] kernel during its walk.
+struct SquareSumsWalk<'a, G> {
+    g: *const G,
+    sums: BlockSums<'a, 1>,
+}
+
+impl<G: Element> Step for SquareSumsWalk<'_, G> {
+    #[inline(always)]
+    unsafe fn at<S: Lanes>(&mut self, simd: S, i: usize, span: Span) {
+        // SAFETY: the caller guarantees the span `i..` lies inside the buffer.
+        let values = unsafe { load_span(simd, self.g.add(i), span) };
+        self.sums.add::<S>([values], i, span);
+    }
+}
+
 impl<G: Element> Kernel for SquareSums<'_, G> {
     type Output = ();
 
     #[inline(always)]
     fn run<S: Lanes>(self, simd: S) {
         const { assert!(S::F32_LANES <= MAX_LANES && BLOCK.is_multiple_of(S::F32_LANES)) };
-        let lanes = S::F32_LANES;
         let n = self.g.len();
         assert_eq!(self.sums.len(), blocks(n), "one sum per block");
-        let body = n - n % lanes;
-        let g = self.g.as_ptr();
-        let mut acc = SumSquares::default();
-        let mut i = 0;
-        while i < body {
-            // SAFETY: `i + lanes <= n`, the length of the buffer.
-            acc.add::<S>(unsafe { load(simd, g.add(i)) }, i % BLOCK);
-            i += lanes;
-            if i % BLOCK == 0 || i == n {
-                self.sums[(i - 1) / BLOCK] = acc.total();
-                acc = SumSquares::default();
-            }
-        }
-        let rem = n - body;
-        if rem > 0 {
-            let mut tail = [G::ZERO; MAX_LANES];
-            tail[..rem].copy_from_slice(&self.g[body..]);
-            // SAFETY: the stack array holds MAX_LANES >= lanes elements.
-            acc.add_first::<S>(unsafe { load(simd, tail.as_ptr()) }, body % BLOCK, rem);
-            self.sums[body / BLOCK] = acc.total();
-        }
+        let mut walker = SquareSumsWalk {
+            g: self.g.as_ptr(),
+            sums: BlockSums::new([self.sums], n),
+        };
+        // SAFETY: the buffer holds `n` elements; `run` is reached from `Isa::run`.
+        unsafe { walk(simd, n, &mut walker) };
     }
 }
 

@@ -2,6 +2,7 @@
 //! single-tensor calls of every optimizer (generated from the registry), the many-tensor step,
 //! the checked mixed-precision step, the gradient norm and conversions.
 
+use crate::arch::fpenv::Environment;
 use crate::backend::Backend;
 use crate::driver::{Context, TensorStep};
 use crate::element::Element;
@@ -154,6 +155,7 @@ impl Executor {
     /// # Ok::<(), optkern::Error>(())
     /// ```
     pub fn grad_norm<G: Element>(&self, grads: &[&[G]]) -> GradNorm {
+        let _env = Environment::enter();
         self.ctx.grad_norm(grads)
     }
 
@@ -171,6 +173,7 @@ impl Executor {
     /// ```
     pub fn convert<A: Element, B: Element>(&self, src: &[A], dst: &mut [B]) -> Result<(), Error> {
         same_len("convert", "destination", dst.len(), src.len())?;
+        let _env = Environment::enter();
         self.ctx.convert(src, dst);
         Ok(())
     }
@@ -213,6 +216,7 @@ impl Executor {
         step: u64,
     ) -> Result<(), Error> {
         check_many(tensors, optimizer, step)?;
+        let _env = Environment::enter();
         optimizer.step_many(&self.ctx, tensors, step);
         Ok(())
     }
@@ -243,6 +247,7 @@ impl Executor {
         step: u64,
         max_norm: Option<f64>,
     ) -> Result<StepReport, Error> {
+        let _env = Environment::enter();
         if let Some(max) = max_norm {
             positive("max_norm", max)?;
         }
@@ -286,6 +291,7 @@ impl Executor {
         config: &O,
         step: u64,
     ) -> Result<(), Error> {
+        let _env = Environment::enter();
         let names = config.state_buffers();
         for (name, buffer) in given.iter() {
             let needed = names.contains(name);

@@ -24,7 +24,14 @@
 //!   as full vectors; scalar coefficients are computed once per call. The one exception is the
 //!   payload of a NaN *produced* by arithmetic (for instance `inf - inf`): it is a NaN on every
 //!   backend, but which NaN is not specified (Rust and LLVM leave NaN payloads unspecified, and
-//!   CPUs differ). The default floating-point environment is assumed (no flush-to-zero).
+//!   CPUs differ).
+//! - **Whatever floating-point environment the caller left.** Every call runs in the IEEE 754
+//!   default environment (round to nearest even, subnormals kept, exceptions masked), on the
+//!   caller's thread and on every pool thread that runs a part of it: it sets the control register
+//!   (MXCSR on x86-64, FPCR on aarch64) on entry when the caller changed it, and puts the caller's
+//!   back on exit, also when a call unwinds. Flush-to-zero, denormals-are-zero or a directed
+//!   rounding mode set by the caller (`torch.set_flush_denormal(True)`, fast-math code,
+//!   `fesetround`) change no bit of a result; the exception flags raised during a call stay raised.
 //! - **Compute in `f32`, store in the buffer's type**: half-precision values widen exactly and
 //!   results narrow with round-to-nearest-even, bit for bit as `half::bf16::from_f32` (all 2^32
 //!   inputs) and `half::f16::from_f32` (all non-NaN inputs) do; see [`element`].
@@ -115,6 +122,28 @@ mod reduce;
 pub mod rounding;
 pub mod schedule;
 mod stateful;
+
+/// Setting a thread's floating-point controls, for the crate's own environment tests; not part
+/// of the API.
+#[cfg(feature = "emulated-backends")]
+#[doc(hidden)]
+pub mod fp_environment_for_tests {
+    /// Sets flush-to-zero and denormals-are-zero (`flush`; FZ and FZ16 on aarch64) and round
+    /// toward zero (`toward_zero`) on this thread; returns the previous control register.
+    pub fn set(flush: bool, toward_zero: bool) -> u64 {
+        crate::arch::fpenv::set_for_tests(flush, toward_zero)
+    }
+
+    /// Puts back a value [`set`] returned.
+    pub fn restore(previous: u64) {
+        crate::arch::fpenv::restore_for_tests(previous)
+    }
+
+    /// This thread's control register.
+    pub fn current() -> u64 {
+        crate::arch::fpenv::current_for_tests()
+    }
+}
 
 pub use backend::Backend;
 pub use calls::*;

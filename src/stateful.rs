@@ -2,6 +2,7 @@
 
 use core::fmt;
 
+use crate::arch::fpenv::Environment;
 use crate::checkpoint::{self, CheckpointError, Header};
 use crate::driver::TensorStep;
 use crate::element::{AlignedBuffer, DType, Element, zeroed};
@@ -302,6 +303,7 @@ impl<T: Element> StatefulOptimizer<T> {
         copies: Option<&mut [&mut [C]]>,
     ) -> Result<StepReport, Error> {
         const CALL: &str = "StatefulOptimizer::step";
+        let _env = Environment::enter();
         let count = |what, given, expected| Error::TensorCount {
             call: CALL,
             what,

@@ -2,7 +2,7 @@
 //! bit-identical to before, returns an error that says what is wrong (the `try_` calls and the
 //! executor), or panics with that message (the plain calls).
 
-mod common;
+use crate::common;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 

@@ -9,7 +9,7 @@
 //! unsupported; an optimizer name or an option this runner does not understand is a failure.
 //! Prints `golden: P passed, F failed, U unsupported` and fails if F > 0.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -6,7 +6,7 @@
 //! the scalar oracle run sequentially; and the multi-tensor call against each tensor stepped
 //! alone.
 
-mod common;
+use crate::common;
 
 use common::data::{Misaligned, Rng};
 use common::{backends, pools, proptest_cases, same_bits, sequential, split_finely};

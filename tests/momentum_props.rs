@@ -3,7 +3,8 @@
 //! lengths 0..=2100, misaligned starts and values of every magnitude, the result has exactly
 //! the bits of the scalar oracle, sequentially and split across 1 and 4 threads.
 
-mod common;
+use crate::common;
+use crate::{for_each_dtype_pair, for_each_dtype_triple};
 
 use common::data::{Misaligned, Rng};
 use common::{backends, pools, same_bits, sequential, split_finely};

@@ -4,7 +4,8 @@
 //! magnitude (zeros, subnormals, 1e-30 to 1e30, infinities and NaNs), the result has exactly
 //! the bits of the scalar oracle, sequentially and split across 1 and 4 threads.
 
-mod common;
+use crate::common;
+use crate::for_each_dtype_triple;
 
 use common::harness::{Bufs, matches_oracle};
 use common::proptest_cases;

@@ -6,18 +6,22 @@
 //!   stopped, on every backend;
 //! - the checkpoints written by version 1 of the format (`tests/fixtures/checkpoint-v1`, made
 //!   by the crate before the optimizers moved into the registry) still load, save back to the
-//!   same bytes, and continue as that version continued them.
+//!   same bytes, and continue as that version continued them;
+//! - the caller's floating-point environment (flush-to-zero, denormals-are-zero, round toward
+//!   zero, on the calling thread or on the pool's workers) changes no bit, on subnormal-heavy
+//!   data.
 //!
 //! The bit-exact property tests against the scalar oracle (all 27 element-type mixes) stay in
 //! `tests/optimizer_props.rs` and `tests/momentum_props.rs`, one per optimizer: each calls its
 //! optimizer's own entry point, so that a test binary compiles only the kernels it tests.
 
-mod common;
+use crate::common;
 
 use common::cases::{CASES, OptimizerCase, non_negative};
 use common::data::{Misaligned, Rng};
 use common::reference::within;
 use common::{backends, sequential};
+use optkern::fp_environment_for_tests as fpenv;
 use optkern::{Backend, Element, Error, Executor, StatefulOptimizer, TensorStep, bf16, f16};
 
 // ---- the f64 references ----
@@ -309,6 +313,283 @@ fn version_1_checkpoints_still_load_and_continue() {
             check::<f32>(name, &bytes, &w3, &w4);
         } else {
             check::<bf16>(name, &bytes, &w3, &w4);
+        }
+    }
+}
+
+// ---- the caller's floating-point environment ----
+
+/// The environments a caller may leave: flush-to-zero with denormals-are-zero (FZ and FZ16 on
+/// aarch64), round toward zero, and both.
+const ENVIRONMENTS: [(&str, bool, bool); 3] = [
+    ("FTZ+DAZ", true, false),
+    ("round toward zero", false, true),
+    ("FTZ+DAZ and round toward zero", true, true),
+];
+
+/// Runs `f` with this thread's floating-point controls set as `(flush, toward_zero)` says
+/// (checking that they take effect), and checks that they are still set afterwards (a call
+/// puts the caller's environment back).
+fn in_environment<R>(flush: bool, toward_zero: bool, f: impl FnOnce() -> R) -> R {
+    let default_probe = probe();
+    let previous = fpenv::set(flush, toward_zero);
+    let set = fpenv::current();
+    let probed = probe();
+    let result = f();
+    let after = fpenv::current();
+    fpenv::restore(previous);
+    assert_eq!(
+        probe(),
+        default_probe,
+        "the default environment was not restored"
+    );
+    assert_ne!(probed, default_probe, "the environment took no effect");
+    let (tiny, third) = (probed.0 != default_probe.0, probed.1 != default_probe.1);
+    assert_eq!(
+        (tiny, third),
+        (flush, toward_zero),
+        "the environment took another effect"
+    );
+    // The exception flags (x86 MXCSR bits 0-5) may have been raised meanwhile.
+    assert_eq!(
+        after & !0x3f,
+        set & !0x3f,
+        "the call left another environment"
+    );
+    result
+}
+
+/// Evidence that the environment took effect on this thread: `2^-149 * 1` (flushed to zero
+/// under FTZ or DAZ) and `1 / 3` (one ulp lower toward zero).
+fn probe() -> (u32, u32) {
+    let tiny = std::hint::black_box(f32::from_bits(1)) * std::hint::black_box(1.0f32);
+    let third = std::hint::black_box(1.0f32) / std::hint::black_box(3.0f32);
+    (tiny.to_bits(), third.to_bits())
+}
+
+/// A value of the subnormal-heavy data: zeros, subnormals from `2^-149` up, values around the
+/// smallest normal `2^-126`, small and ordinary normal values, of both signs.
+fn near_subnormal(rng: &mut Rng) -> f32 {
+    let magnitude = match rng.next_u64() % 6 {
+        0 => 0.0,
+        1 => f32::from_bits(1 + (rng.next_u64() % 64) as u32),
+        2 => f32::from_bits((rng.next_u64() % 0x0080_0000) as u32),
+        3 => f32::MIN_POSITIVE * rng.range(0.5, 2.0) as f32,
+        4 => rng.magnitude(-37.0, -30.0) as f32,
+        _ => rng.range(0.01, 1.0) as f32,
+    };
+    if rng.next_u64() & 1 == 1 {
+        -magnitude
+    } else {
+        magnitude
+    }
+}
+
+/// How a trajectory runs one step: which executor, thread and environment.
+type RunStep<'a, W, T, G> = dyn Fn(&mut [TensorStep<'_, W, T, G>], u64) + 'a;
+
+/// Six steps of `config` on 300 elements of subnormal-heavy data (a quarter of the gradient
+/// entries exactly zero on every step), by `run_step`; the bits of the weights and state after
+/// each step.
+fn subnormal_trajectory<W: Element, T: Element, G: Element>(
+    config: &optkern::Optimizer,
+    seed: u64,
+    run_step: &RunStep<'_, W, T, G>,
+) -> Vec<u32> {
+    const N: usize = 300;
+    let mut rng = Rng::new(seed);
+    let names = config.state_buffers();
+    let mut w: Vec<W> = (0..N)
+        .map(|_| W::from_f32(near_subnormal(&mut rng)))
+        .collect();
+    let mut state: Vec<Vec<T>> = names
+        .iter()
+        .map(|name| {
+            (0..N)
+                .map(|_| {
+                    let x = near_subnormal(&mut rng);
+                    T::from_f32(if non_negative(name) { x.abs() } else { x })
+                })
+                .collect()
+        })
+        .collect();
+    let mut out = Vec::new();
+    for step in 1..=6 {
+        let g: Vec<G> = (0..N)
+            .map(|i| {
+                let x = near_subnormal(&mut rng);
+                G::from_f32(if i % 4 == 0 { 0.0 } else { x })
+            })
+            .collect();
+        let tensor = TensorStep::new(
+            &mut w[..],
+            state.iter_mut().map(|s| &mut s[..]).collect(),
+            &g,
+        );
+        run_step(&mut [tensor], step);
+        out.extend(common::data::bits(&w));
+        for s in &state {
+            out.extend(common::data::bits(s));
+        }
+    }
+    out
+}
+
+/// For every optimizer, backend and the element-type mixes `(f32, f32, f32)`,
+/// `(bf16, f32, bf16)` and `(f16, f16, f16)`: the bits of a subnormal-heavy trajectory are the
+/// same whatever environment the caller left, set on the calling thread (a sequential call, and
+/// a parallel one from inside a four-thread pool) or on every worker of the pool before a
+/// parallel call.
+fn same_bits_in_every_environment<W: Element, T: Element, G: Element>(
+    config: &optkern::Optimizer,
+    seed: u64,
+    what: &str,
+    pool: &rayon::ThreadPool,
+) {
+    for backend in backends() {
+        let seq = sequential(backend);
+        let par = common::split_finely(backend);
+        let sequential_run =
+            |t: &mut [TensorStep<'_, W, T, G>], step| seq.step_many(t, config, step).unwrap();
+        let parallel_run = |t: &mut [TensorStep<'_, W, T, G>], step| {
+            pool.install(|| par.step_many(t, config, step).unwrap())
+        };
+        let want = subnormal_trajectory::<W, T, G>(config, seed, &sequential_run);
+        let at = |env: &str, how: &str| format!("{what} on {backend}, {env} {how}");
+        assert_eq!(
+            subnormal_trajectory::<W, T, G>(config, seed, &parallel_run),
+            want,
+            "{}",
+            at("default environment", "in parallel")
+        );
+        for (env, flush, toward_zero) in ENVIRONMENTS {
+            // The data is made in the default environment: only the calls run in the other.
+            let in_caller = |t: &mut [TensorStep<'_, W, T, G>], step| {
+                in_environment(flush, toward_zero, || {
+                    seq.step_many(t, config, step).unwrap()
+                })
+            };
+            let got = subnormal_trajectory::<W, T, G>(config, seed, &in_caller);
+            assert_eq!(
+                got,
+                want,
+                "{}",
+                at(env, "on the calling thread, sequential")
+            );
+            let in_pool = |t: &mut [TensorStep<'_, W, T, G>], step| {
+                pool.install(|| {
+                    in_environment(flush, toward_zero, || {
+                        par.step_many(t, config, step).unwrap()
+                    })
+                })
+            };
+            let got = subnormal_trajectory::<W, T, G>(config, seed, &in_pool);
+            assert_eq!(
+                got,
+                want,
+                "{}",
+                at(env, "on the calling thread, in parallel")
+            );
+            let previous = pool.broadcast(|_| fpenv::set(flush, toward_zero));
+            let default_probe = probe();
+            assert!(
+                pool.broadcast(|_| probe())
+                    .iter()
+                    .all(|p| *p != default_probe),
+                "{env} took no effect on the workers"
+            );
+            let got = subnormal_trajectory::<W, T, G>(config, seed, &parallel_run);
+            pool.broadcast(|c| fpenv::restore(previous[c.index()]));
+            assert_eq!(got, want, "{}", at(env, "on every worker, in parallel"));
+        }
+    }
+}
+
+#[test]
+fn every_optimizer_ignores_the_callers_floating_point_environment() {
+    // A pool of its own: a worker of a shared pool may run this test's job that sets the
+    // environment nested inside another test's call, whose exit then puts its own back.
+    let pool = common::pool(4);
+    let mut rng = Rng::new(14);
+    for case in CASES {
+        for k in 0..2 {
+            let config = (case.random)(&mut rng);
+            let what = format!("{} ({config:?})", case.name);
+            same_bits_in_every_environment::<f32, f32, f32>(
+                &config,
+                k,
+                &format!("{what}, f32"),
+                &pool,
+            );
+            same_bits_in_every_environment::<bf16, f32, bf16>(
+                &config,
+                k + 10,
+                &format!("{what}, bf16/f32/bf16"),
+                &pool,
+            );
+            same_bits_in_every_environment::<f16, f16, f16>(
+                &config,
+                k + 20,
+                &format!("{what}, f16"),
+                &pool,
+            );
+        }
+    }
+}
+
+/// Lion's sign of a subnormal gradient is its sign, also when the caller set
+/// denormals-are-zero (which would read it as zero): the weight moves by exactly `lr`.
+#[test]
+fn lion_takes_the_sign_of_a_subnormal_under_daz() {
+    // beta1 = 0: the interpolation `beta1*m + (1-beta1)*g` is `g` itself.
+    let config: optkern::Optimizer = optkern::Lion::builder(0.5)
+        .betas(0.0, 0.99)
+        .build()
+        .unwrap()
+        .into();
+    for backend in backends() {
+        let exec = sequential(backend);
+        for g in [1e-40f32, -1e-40, f32::from_bits(1), -f32::from_bits(1)] {
+            let (mut w, mut m) = (vec![1.0f32; 37], vec![0.0f32; 37]);
+            let grad = vec![g; 37];
+            in_environment(true, false, || {
+                let tensor = TensorStep::new(&mut w[..], vec![&mut m[..]], &grad);
+                exec.step_many(&mut [tensor], &config, 1).unwrap()
+            });
+            let want = if g > 0.0 { 0.5f32 } else { 1.5 };
+            assert!(
+                w.iter().all(|x| x.to_bits() == want.to_bits()),
+                "{backend}: Lion moved by {} for g = {g:e} under DAZ",
+                1.0 - w[0]
+            );
+        }
+    }
+}
+
+/// Narrowing to f16 rounds to nearest even under a caller's round-toward-zero too (NEON's
+/// conversion follows FPCR's rounding mode): every backend gives the bits of `f16::from_f32`.
+#[test]
+fn f16_narrowing_rounds_to_nearest_under_a_directed_rounding_mode() {
+    let mut rng = Rng::new(16);
+    let src: Vec<f32> = (0..1001).map(|_| rng.value(true)).collect();
+    let want: Vec<u32> = src
+        .iter()
+        .map(|&x| u32::from(f16::from_f32(x).to_bits()))
+        .collect();
+    for backend in backends() {
+        let exec = sequential(backend);
+        for flush in [false, true] {
+            let mut dst = vec![f16::ZERO; src.len()];
+            in_environment(flush, true, || exec.convert(&src, &mut dst).unwrap());
+            let got: Vec<u32> = dst.iter().map(|x| u32::from(x.to_bits())).collect();
+            let nan = |i: usize| src[i].is_nan();
+            let differ = (0..src.len()).find(|&i| !nan(i) && got[i] != want[i]);
+            assert_eq!(
+                differ,
+                None,
+                "{backend} (flush {flush}): f16 of {:e}",
+                differ.map_or(0.0, |i| src[i])
+            );
         }
     }
 }

@@ -12,7 +12,8 @@
 //! last place of the stored value (`2^-11` or `2^-8` relative, and half the spacing of the
 //! smallest subnormals absolute). Inputs are finite and kept where no result overflows.
 
-mod common;
+use crate::common;
+use crate::for_each_dtype_triple;
 
 use common::data::{Misaligned, Rng};
 use common::sequential;

@@ -13,7 +13,8 @@
 //! Lion accepts either sign where `|c|` is within its bound of zero (the sign of a value
 //! rounding cannot resolve). A wrong coefficient or a misplaced epsilon is off by far more.
 
-mod common;
+use crate::common;
+use crate::for_each_dtype_triple;
 
 use common::data::{Misaligned, Rng};
 use common::proptest_cases;

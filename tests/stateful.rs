@@ -1,7 +1,7 @@
 //! The optimizer objects: the same bits as the kernels called by hand, bit-exact resume from a
 //! checkpoint, and damaged checkpoints refused with the optimizer left as it was.
 
-mod common;
+use crate::common;
 
 use common::data::{Rng, bits};
 use common::{backends, same_bits, sequential};

@@ -24,6 +24,7 @@ use pulp::Simd;
 
 #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
 pub(crate) mod aarch64;
+pub(crate) mod fpenv;
 pub(crate) mod portable;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86;
@@ -94,6 +95,8 @@ impl Isa {
     /// Runs `kernel` on this backend, inside the backend's target-feature context.
     #[inline]
     pub(crate) fn run<K: Kernel>(self, kernel: K) -> K::Output {
+        // On every thread that runs a kernel (the caller's and the pool's workers).
+        let _env = fpenv::Environment::enter();
         match self {
             Isa::Scalar => kernel.run(pulp::Scalar::new()),
             #[cfg(target_arch = "x86_64")]
