@@ -11,8 +11,9 @@
 //!   zero, on the calling thread or on the pool's workers) changes no bit, on subnormal-heavy
 //!   data.
 //!
-//! The bit-exact property test against the scalar oracle (all 27 element-type mixes, from each
-//! case's strategy) is in `tests/optimizer_props.rs`.
+//! The bit-exact property tests against the scalar oracle (all 27 element-type mixes) stay in
+//! `tests/optimizer_props.rs` and `tests/momentum_props.rs`, one per optimizer: each calls its
+//! optimizer's own entry point, so that a test binary compiles only the kernels it tests.
 
 use crate::common;
 

@@ -1,12 +1,10 @@
 //! One case per optimizer: everything the shared suites need to test it.
 //!
-//! Each [`OptimizerCase`] gives the optimizer's random configs (every option drawn; as plain
-//! draws and as a proptest strategy), the configs its builder must refuse, and, where the case
-//! carries one, an independent `f64` reference of one step with its stated error bound. The
-//! suites loop over [`CASES`]: `tests/optimizer_props.rs` (bit-exact against the scalar oracle
-//! on every backend, the 27 element-type mixes, 1 and 4 threads), `tests/optimizers.rs` (the
-//! `f64` reference, the refused configs, bad buffers, checkpoints and resuming, the caller's
-//! floating-point environment),
+//! Each [`OptimizerCase`] gives the optimizer's random configs (every option drawn), the
+//! configs its builder must refuse, and, where the case carries one, an independent `f64`
+//! reference of one step with its stated error bound. The suites loop over [`CASES`]:
+//! `tests/optimizers.rs` (bit-exact against the scalar oracle on every backend and the 27
+//! element-type mixes, the `f64` reference, the refused configs, checkpoints and resuming),
 //! `tests/mixed_precision.rs` (many tensors, model copies, stochastic rounding, the checked
 //! step). A new optimizer gets all of them by adding its case here.
 
@@ -14,8 +12,6 @@ use optkern::{
     Adagrad, Adam, Adamax, EpsilonPlacement, Error, Lamb, Lion, Momentum, MomentumForm, Optimizer,
     Rmsprop, Sgd, WeightDecay,
 };
-
-use proptest::prelude::*;
 
 use super::data::Rng;
 use super::reference::U;
@@ -26,13 +22,6 @@ pub struct OptimizerCase {
     pub name: &'static str,
     /// A random config, every option drawn.
     pub random: fn(&mut Rng) -> Optimizer,
-    /// The configs of the bit-exact property test (`tests/optimizer_props.rs`): every option
-    /// and hyperparameters over their whole valid range, as a proptest strategy (so that a
-    /// failure shrinks).
-    pub strategy: fn() -> BoxedStrategy<Optimizer>,
-    /// How many random cases that property test runs natively (`OPTKERN_PROPTEST_CASES`
-    /// overrides it under emulation).
-    pub property_cases: u32,
     /// Configs its builder refuses, each with a word the error message must contain.
     pub refused: fn() -> Vec<Refused>,
     /// An `f64` reference of one step, if the case carries one (the older optimizers have
@@ -54,8 +43,6 @@ pub const CASES: &[OptimizerCase] = &[
     OptimizerCase {
         name: "SGD",
         random: sgd,
-        strategy: sgd_strategy,
-        property_cases: 256,
         refused: || {
             vec![
                 (Sgd::builder(-1.0).build().map(Into::into), "lr"),
@@ -73,8 +60,6 @@ pub const CASES: &[OptimizerCase] = &[
     OptimizerCase {
         name: "momentum",
         random: momentum,
-        strategy: momentum_strategy,
-        property_cases: 256,
         refused: || {
             vec![
                 (
@@ -95,8 +80,6 @@ pub const CASES: &[OptimizerCase] = &[
     OptimizerCase {
         name: "Adam",
         random: adam,
-        strategy: adam_strategy,
-        property_cases: 96,
         refused: || {
             vec![
                 (Adam::builder(1e-3).eps(0.0).build().map(Into::into), "eps"),
@@ -111,8 +94,6 @@ pub const CASES: &[OptimizerCase] = &[
     OptimizerCase {
         name: "RMSprop",
         random: rmsprop,
-        strategy: rmsprop_strategy,
-        property_cases: 96,
         refused: || {
             vec![(
                 Rmsprop::builder(1e-2).alpha(1.0).build().map(Into::into),
@@ -124,8 +105,6 @@ pub const CASES: &[OptimizerCase] = &[
     OptimizerCase {
         name: "Adagrad",
         random: adagrad,
-        strategy: adagrad_strategy,
-        property_cases: 96,
         refused: || {
             vec![(
                 Adagrad::builder(1e-2)
@@ -140,8 +119,6 @@ pub const CASES: &[OptimizerCase] = &[
     OptimizerCase {
         name: "Lion",
         random: lion,
-        strategy: lion_strategy,
-        property_cases: 96,
         refused: || {
             vec![(
                 Lion::builder(1e-4).betas(0.9, 1.5).build().map(Into::into),
@@ -153,8 +130,6 @@ pub const CASES: &[OptimizerCase] = &[
     OptimizerCase {
         name: "LAMB",
         random: |rng| lamb(rng).into(),
-        strategy: lamb_strategy,
-        property_cases: 96,
         refused: || {
             vec![(
                 Lamb::builder(1e-3)
@@ -169,8 +144,6 @@ pub const CASES: &[OptimizerCase] = &[
     OptimizerCase {
         name: "Adamax",
         random: adamax,
-        strategy: adamax_strategy,
-        property_cases: 96,
         refused: || {
             vec![
                 (
@@ -395,268 +368,4 @@ fn adamax_reference(
     let w_new = w_dec - s * q;
     let w_err = K * U * (w.abs() + s * q.abs()) + s * (m_err + q.abs() * u_err) / u_new;
     (w_new, vec![m_new, u_new], w_err, vec![m_err, u_err])
-}
-
-// ---- property-test strategies ----
-
-fn lr_any() -> impl Strategy<Value = f64> {
-    prop_oneof![Just(0.0f64), (-6.0f64..1.0).prop_map(|e| 10f64.powf(e))]
-}
-
-fn beta_any() -> impl Strategy<Value = f64> {
-    prop_oneof![Just(0.0f64), Just(0.9), Just(0.999), 0.0f64..1.0]
-}
-
-fn eps_any() -> impl Strategy<Value = f64> {
-    (-12.0f64..-1.0).prop_map(|e| 10f64.powf(e))
-}
-
-fn weight_decay_any() -> impl Strategy<Value = WeightDecay> {
-    let wd = (-6.0f64..0.0).prop_map(|e| 10f64.powf(e));
-    prop_oneof![
-        Just(WeightDecay::None),
-        wd.clone().prop_map(WeightDecay::L2),
-        wd.prop_map(WeightDecay::Decoupled),
-    ]
-}
-
-fn momentum_form_any() -> impl Strategy<Value = MomentumForm> {
-    prop_oneof![
-        Just(MomentumForm::HeavyBall),
-        Just(MomentumForm::LrInVelocity),
-        Just(MomentumForm::MovingAverage)
-    ]
-}
-
-fn sgd_strategy() -> BoxedStrategy<Optimizer> {
-    (lr_any(), weight_decay_any(), any::<bool>())
-        .prop_map(|(lr, wd, maximize)| {
-            Sgd::builder(lr)
-                .weight_decay(wd)
-                .maximize(maximize)
-                .build()
-                .unwrap()
-                .into()
-        })
-        .boxed()
-}
-
-fn momentum_strategy() -> BoxedStrategy<Optimizer> {
-    let momentum = prop_oneof![Just(0.0f64), Just(0.9), Just(0.99), 0.0f64..1.0];
-    let dampening = prop_oneof![Just(0.0f64), 0.0f64..=1.0];
-    (
-        momentum_form_any(),
-        lr_any(),
-        momentum,
-        dampening,
-        any::<bool>(),
-        weight_decay_any(),
-        any::<bool>(),
-    )
-        .prop_map(|(form, lr, mu, dampening, nesterov, wd, maximize)| {
-            // Keep the options valid: dampening only in the PyTorch form, Nesterov only with
-            // momentum and without dampening.
-            let dampening = if form == MomentumForm::HeavyBall {
-                dampening
-            } else {
-                0.0
-            };
-            let nesterov = nesterov && mu > 0.0 && dampening == 0.0;
-            let builder = match form {
-                MomentumForm::HeavyBall => Momentum::heavy_ball(lr, mu),
-                MomentumForm::LrInVelocity => Momentum::lr_in_velocity(lr, mu),
-                MomentumForm::MovingAverage => Momentum::moving_average(lr, mu),
-            };
-            builder
-                .dampening(dampening)
-                .nesterov(nesterov)
-                .weight_decay(wd)
-                .maximize(maximize)
-                .build()
-                .unwrap()
-                .into()
-        })
-        .boxed()
-}
-
-fn adam_strategy() -> BoxedStrategy<Optimizer> {
-    let placement = prop_oneof![
-        Just(EpsilonPlacement::Corrected),
-        Just(EpsilonPlacement::Hat)
-    ];
-    (
-        lr_any(),
-        beta_any(),
-        beta_any(),
-        eps_any(),
-        weight_decay_any(),
-        any::<bool>(),
-        any::<bool>(),
-        any::<bool>(),
-        placement,
-    )
-        .prop_map(
-            |(lr, b1, b2, eps, wd, amsgrad, maximize, bias_correction, placement)| {
-                Adam::builder(lr)
-                    .betas(b1, b2)
-                    .eps(eps)
-                    .weight_decay(wd)
-                    .amsgrad(amsgrad)
-                    .maximize(maximize)
-                    .bias_correction(bias_correction)
-                    .epsilon_placement(placement)
-                    .build()
-                    .unwrap()
-                    .into()
-            },
-        )
-        .boxed()
-}
-
-fn rmsprop_strategy() -> BoxedStrategy<Optimizer> {
-    let momentum = prop_oneof![Just(0.0f64), Just(0.9), 0.0f64..1.0];
-    (
-        lr_any(),
-        beta_any(),
-        eps_any(),
-        any::<bool>(),
-        weight_decay_any(),
-        momentum,
-        momentum_form_any(),
-        any::<bool>(),
-        any::<bool>(),
-    )
-        .prop_map(
-            |(lr, alpha, eps, inside, wd, momentum, form, centered, maximize)| {
-                Rmsprop::builder(lr)
-                    .alpha(alpha)
-                    .eps(eps)
-                    .eps_inside_sqrt(inside)
-                    .weight_decay(wd)
-                    .momentum(momentum)
-                    .momentum_form(form)
-                    .centered(centered)
-                    .maximize(maximize)
-                    .build()
-                    .unwrap()
-                    .into()
-            },
-        )
-        .boxed()
-}
-
-fn adagrad_strategy() -> BoxedStrategy<Optimizer> {
-    let decay = prop_oneof![Just(0.0f64), (-6.0f64..0.0).prop_map(|e| 10f64.powf(e))];
-    let initial = prop_oneof![Just(0.0f64), 0.0f64..1.0];
-    (
-        lr_any(),
-        decay,
-        weight_decay_any(),
-        initial,
-        eps_any(),
-        any::<bool>(),
-    )
-        .prop_map(|(lr, lr_decay, wd, initial, eps, maximize)| {
-            Adagrad::builder(lr)
-                .lr_decay(lr_decay)
-                .weight_decay(wd)
-                .initial_accumulator_value(initial)
-                .eps(eps)
-                .maximize(maximize)
-                .build()
-                .unwrap()
-                .into()
-        })
-        .boxed()
-}
-
-fn lion_strategy() -> BoxedStrategy<Optimizer> {
-    (
-        lr_any(),
-        beta_any(),
-        beta_any(),
-        weight_decay_any(),
-        any::<bool>(),
-    )
-        .prop_map(|(lr, b1, b2, wd, maximize)| {
-            Lion::builder(lr)
-                .betas(b1, b2)
-                .weight_decay(wd)
-                .maximize(maximize)
-                .build()
-                .unwrap()
-                .into()
-        })
-        .boxed()
-}
-
-fn lamb_strategy() -> BoxedStrategy<Optimizer> {
-    let max_grad_norm = prop_oneof![Just(None), (-3.0f64..6.0).prop_map(|e| Some(10f64.powf(e)))];
-    (
-        (
-            lr_any(),
-            beta_any(),
-            beta_any(),
-            eps_any(),
-            weight_decay_any(),
-        ),
-        (
-            any::<bool>(),
-            any::<bool>(),
-            max_grad_norm,
-            any::<bool>(),
-            any::<bool>(),
-            any::<bool>(),
-        ),
-    )
-        .prop_map(
-            |(
-                (lr, b1, b2, eps, wd),
-                (
-                    bias_correction,
-                    grad_averaging,
-                    max_grad_norm,
-                    trust_clip,
-                    always_adapt,
-                    maximize,
-                ),
-            )| {
-                Lamb::builder(lr)
-                    .betas(b1, b2)
-                    .eps(eps)
-                    .weight_decay(wd)
-                    .bias_correction(bias_correction)
-                    .grad_averaging(grad_averaging)
-                    .max_grad_norm(max_grad_norm)
-                    .trust_clip(trust_clip)
-                    .always_adapt(always_adapt)
-                    .maximize(maximize)
-                    .build()
-                    .unwrap()
-                    .into()
-            },
-        )
-        .boxed()
-}
-
-fn adamax_strategy() -> BoxedStrategy<Optimizer> {
-    (
-        lr_any(),
-        beta_any(),
-        beta_any(),
-        eps_any(),
-        weight_decay_any(),
-        any::<bool>(),
-    )
-        .prop_map(|(lr, b1, b2, eps, wd, maximize)| {
-            Adamax::builder(lr)
-                .betas(b1, b2)
-                .eps(eps)
-                .weight_decay(wd)
-                .maximize(maximize)
-                .build()
-                .unwrap()
-                .into()
-        })
-        .boxed()
 }
