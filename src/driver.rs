@@ -496,6 +496,7 @@ struct BlockSums<'a, const R: usize> {
 }
 
 impl<'a, const R: usize> BlockSums<'a, R> {
+    #[inline(always)]
     fn new(sums: [&'a mut [f64]; R], n: usize) -> Self {
         BlockSums {
             acc: [SumSquares::default(); R],
