@@ -11,11 +11,7 @@ mod common;
 mod bad_input;
 #[path = "golden.rs"]
 mod golden;
-#[path = "momentum_props.rs"]
-mod momentum_props;
 #[path = "optimizer_props.rs"]
 mod optimizer_props;
-#[path = "reference.rs"]
-mod reference;
 #[path = "reference_optimizers.rs"]
 mod reference_optimizers;

@@ -848,7 +848,7 @@ fn lamb_reference(config: &Lamb, tensors: &mut [Exact], step: u64) {
 fn lamb_matches_an_f64_reference() {
     let mut rng = Rng::new(21);
     for trial in 0..60 {
-        let config = common::cases::lamb(&mut rng);
+        let config = common::cases::lamb::lamb(&mut rng);
         let lengths = [
             1 + (rng.next_u64() % 3000) as usize,
             1 + (rng.next_u64() % 50) as usize,

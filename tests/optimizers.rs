@@ -1,6 +1,5 @@
-//! The suites every optimizer gets from its case in `tests/common/cases.rs`:
+//! The suites every optimizer gets from its case in `tests/common/cases/`:
 //!
-//! - the `f64` reference of the case, where it has one, within the bound it states;
 //! - the configs its builder refuses, and calls with bad buffers that write nothing;
 //! - checkpoints: a save/load round trip that resumes with exactly the bits of a run that never
 //!   stopped, on every backend;
@@ -11,94 +10,18 @@
 //!   zero, on the calling thread or on the pool's workers) changes no bit, on subnormal-heavy
 //!   data.
 //!
-//! The bit-exact property tests against the scalar oracle (all 27 element-type mixes) stay in
-//! `tests/optimizer_props.rs` and `tests/momentum_props.rs`, one per optimizer: each calls its
-//! optimizer's own entry point, so that a test binary compiles only the kernels it tests.
+//! The bit-exact property tests against the scalar oracle and the `f64` references (all 27
+//! element-type mixes) run over the same cases in `tests/optimizer_props.rs` and
+//! `tests/reference_optimizers.rs`, through each optimizer's own entry point, so that they
+//! compile only the kernels they test; these suites go through the `Optimizer` enum.
 
 use crate::common;
 
-use common::cases::{CASES, OptimizerCase, non_negative};
-use common::data::{Misaligned, Rng};
-use common::reference::within;
+use common::cases::{CASES, non_negative};
+use common::data::Rng;
 use common::{backends, sequential};
 use optkern::fp_environment_for_tests as fpenv;
-use optkern::{Backend, Element, Error, Executor, StatefulOptimizer, TensorStep, bf16, f16};
-
-// ---- the f64 references ----
-
-fn value<E: Element>(rng: &mut Rng) -> f32 {
-    common::reference::finite_value::<E>(rng)
-}
-
-fn to_f64<E: Element>(x: E) -> f64 {
-    f64::from(x.to_f32())
-}
-
-/// Four steps of a random config of `case` on 203 elements, each compared with the case's
-/// `f64` step from the values stored before it.
-fn within_reference<W: Element, T: Element, G: Element>(case: &OptimizerCase, seed: u64) {
-    const N: usize = 203;
-    let Some(reference) = case.reference else {
-        return;
-    };
-    let mut rng = Rng::new(seed);
-    let config = (case.random)(&mut rng);
-    let names = config.state_buffers();
-    let mut w = Misaligned::<W>::new(N, 1, || value::<W>(&mut rng));
-    let mut state: Vec<Misaligned<T>> = names
-        .iter()
-        .enumerate()
-        .map(|(k, name)| {
-            Misaligned::<T>::new(N, 2 + k, || {
-                let x = value::<T>(&mut rng);
-                if non_negative(name) { x.abs() } else { x }
-            })
-        })
-        .collect();
-    let exec = sequential(Backend::best());
-    for step in 1..=4u64 {
-        let g = Misaligned::<G>::new(N, 5, || value::<G>(&mut rng));
-        let (w0, s0) = (
-            w.copy(),
-            state.iter().map(Misaligned::copy).collect::<Vec<_>>(),
-        );
-        let tensor = TensorStep::new(
-            w.slice_mut(),
-            state.iter_mut().map(Misaligned::slice_mut).collect(),
-            g.slice(),
-        );
-        exec.step_many(&mut [tensor], &config, step).unwrap();
-        for i in 0..N {
-            let s_in: Vec<f64> = s0.iter().map(|s| to_f64(s.slice()[i])).collect();
-            let (gi, wi) = (to_f64(g.slice()[i]), to_f64(w0.slice()[i]));
-            let (w_want, s_want, w_err, s_err) = reference(&config, wi, &s_in, gi, step);
-            let at = |what: &str| {
-                format!(
-                    "{}: {what}[{i}] (w {wi:e}, state {s_in:?}, g {gi:e}, {config:?}, step {step})",
-                    case.name
-                )
-            };
-            within(&at("weights"), w.slice()[i], w_want, w_err).unwrap();
-            for (k, name) in names.iter().enumerate() {
-                within(&at(name), state[k].slice()[i], s_want[k], s_err[k]).unwrap();
-            }
-        }
-    }
-}
-
-#[test]
-fn every_reference_holds() {
-    let mut checked = 0;
-    for case in CASES.iter().filter(|c| c.reference.is_some()) {
-        for seed in 0..40 {
-            within_reference::<f32, f32, f32>(case, seed);
-            within_reference::<bf16, f32, bf16>(case, seed + 1000);
-            within_reference::<f16, f16, f16>(case, seed + 2000);
-        }
-        checked += 1;
-    }
-    assert!(checked > 0, "no case carries a reference");
-}
+use optkern::{Element, Error, Executor, StatefulOptimizer, TensorStep, bf16, f16};
 
 // ---- bad input ----
 

@@ -98,7 +98,25 @@ pub fn canonical_bits(values: &[f32]) -> Vec<u32> {
 pub mod cases;
 pub mod data;
 pub mod harness;
+pub mod hyper;
 pub mod reference;
+
+/// Runs the property `test` on `cases` values of `strategy` (see [`proptest_cases`]), as
+/// `proptest!` would, replaying the failures saved beside `source_file`; panics with the
+/// minimal failing value.
+pub fn run_property<S: proptest::strategy::Strategy>(
+    source_file: &'static str,
+    cases: u32,
+    strategy: S,
+    test: impl Fn(S::Value) -> Result<(), proptest::test_runner::TestCaseError>,
+) {
+    let mut config = proptest::test_runner::Config::with_cases(proptest_cases(cases));
+    config.source_file = Some(source_file);
+    let mut runner = proptest::test_runner::TestRunner::new(config);
+    if let Err(e) = runner.run(&strategy, test) {
+        panic!("{e}\n{runner}");
+    }
+}
 
 /// The number of random cases a property test runs: `default`, or `OPTKERN_PROPTEST_CASES`
 /// (the emulated CI runs use fewer).
@@ -109,34 +127,27 @@ pub fn proptest_cases(default: u32) -> u32 {
     }
 }
 
-/// Calls `$check::<W, T, G>($case)?` for all 27 combinations of f32, f16 and bf16.
+/// Calls `$check::<W, T, G>($case)?` for all 27 combinations of f32, f16 and bf16, or
+/// `$check::<C, W, T, G>($case)?` when called as `for_each_dtype_triple!(check::<C>, case)`.
 #[macro_export]
 macro_rules! for_each_dtype_triple {
+    ($check:ident::<$c:ty>, $case:expr) => {
+        $crate::for_each_dtype_triple!(@w $check [$c,], $case, [f32 optkern::f16 optkern::bf16])
+    };
     ($check:ident, $case:expr) => {
-        $crate::for_each_dtype_triple!(@w $check, $case, [f32 optkern::f16 optkern::bf16])
+        $crate::for_each_dtype_triple!(@w $check [], $case, [f32 optkern::f16 optkern::bf16])
     };
-    (@w $check:ident, $case:expr, [$($w:ty)*]) => {
-        $( $crate::for_each_dtype_triple!(@t $check, $case, $w, [f32 optkern::f16 optkern::bf16]); )*
+    (@w $check:ident $c:tt, $case:expr, [$($w:ty)*]) => {
+        $( $crate::for_each_dtype_triple!(@t $check $c, $case, $w, [f32 optkern::f16 optkern::bf16]); )*
     };
-    (@t $check:ident, $case:expr, $w:ty, [$($t:ty)*]) => {
-        $( $crate::for_each_dtype_triple!(@g $check, $case, $w, $t, [f32 optkern::f16 optkern::bf16]); )*
+    (@t $check:ident $c:tt, $case:expr, $w:ty, [$($t:ty)*]) => {
+        $( $crate::for_each_dtype_triple!(@g $check $c, $case, $w, $t, [f32 optkern::f16 optkern::bf16]); )*
     };
-    (@g $check:ident, $case:expr, $w:ty, $t:ty, [$($g:ty)*]) => {
-        $( $check::<$w, $t, $g>($case)?; )*
+    (@g $check:ident $c:tt, $case:expr, $w:ty, $t:ty, [$($g:ty)*]) => {
+        $( $crate::for_each_dtype_triple!(@call $check $c, $case, $w, $t, $g); )*
     };
-}
-
-/// Calls `$check::<W, G>($case)?` for all 9 combinations of f32, f16 and bf16.
-#[macro_export]
-macro_rules! for_each_dtype_pair {
-    ($check:ident, $case:expr) => {
-        $crate::for_each_dtype_pair!(@w $check, $case, [f32 optkern::f16 optkern::bf16])
-    };
-    (@w $check:ident, $case:expr, [$($w:ty)*]) => {
-        $( $crate::for_each_dtype_pair!(@g $check, $case, $w, [f32 optkern::f16 optkern::bf16]); )*
-    };
-    (@g $check:ident, $case:expr, $w:ty, [$($g:ty)*]) => {
-        $( $check::<$w, $g>($case)?; )*
+    (@call $check:ident [$($c:tt)*], $case:expr, $w:ty, $t:ty, $g:ty) => {
+        $check::<$($c)* $w, $t, $g>($case)?
     };
 }
 

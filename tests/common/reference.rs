@@ -14,13 +14,13 @@ pub fn storage_half_ulp<E: Element>(x: f64) -> f64 {
     }
 }
 
-/// Finite inputs for the reference tests: mostly moderate, sometimes tiny or large, sometimes
-/// zero; f16 keeps to its range.
-pub fn finite_value<E: Element>(rng: &mut super::data::Rng) -> f32 {
+/// Finite inputs for the reference tests: mostly moderate, sometimes tiny or large (down to
+/// `10^-span`, up to `10^span`), sometimes zero; f16 keeps to its range.
+pub fn finite_value<E: Element>(rng: &mut super::data::Rng, span: f64) -> f32 {
     let (lo, hi) = if E::DTYPE == DType::F16 {
         (-4.0, 3.0)
     } else {
-        (-15.0, 15.0)
+        (-span, span)
     };
     match rng.next_u64() % 10 {
         0 => 0.0,
