@@ -7,9 +7,9 @@ use crate::common;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use optkern::{
-    Adagrad, Adam, Backend, Error, Executor, Lion, Momentum, Rmsprop, Sgd, Threads, WeightDecay,
-    bf16, f16, momentum_step, try_momentum_step, try_momentum_step_bf16, try_momentum_step_f16,
-    try_momentum_step_f32, try_sgd_step, try_sgd_step_f32,
+    Backend, Error, Executor, Momentum, Sgd, Threads, WeightDecay, bf16, f16, momentum_step,
+    try_momentum_step, try_momentum_step_bf16, try_momentum_step_f16, try_momentum_step_f32,
+    try_sgd_step, try_sgd_step_f32,
 };
 
 fn buffers(n: usize, seed: u64) -> Vec<f32> {
@@ -293,184 +293,47 @@ fn generic_sgd_refuses_mismatch_for_mixed_types() {
 /// Runs `call` on copies of `buffers` (the gradient among them, read only) and checks it was
 /// refused with a message containing every one of `words`, with every buffer unchanged.
 fn refused_all(
+    what: &str,
     buffers: &[Vec<f32>],
     words: &[&str],
     call: impl FnOnce(&mut [Vec<f32>]) -> Result<(), Error>,
 ) {
     let mut copies = buffers.to_vec();
-    let msg = call(&mut copies)
-        .expect_err("the call should have been refused")
-        .to_string();
+    let msg = call(&mut copies).expect_err(what).to_string();
     for word in words {
         assert!(
             msg.contains(word),
-            "message {msg:?} does not mention {word:?}"
+            "{what}: message {msg:?} does not mention {word:?}"
         );
     }
     for (a, b) in copies.iter().zip(buffers) {
         assert!(
             a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()) && a.len() == b.len(),
-            "wrote: {msg}"
+            "{what}: wrote: {msg}"
         );
     }
 }
 
-fn set(lens: &[usize]) -> Vec<Vec<f32>> {
-    lens.iter()
-        .enumerate()
-        .map(|(k, &n)| buffers(n, k as u64 + 10))
-        .collect()
-}
-
+/// Every optimizer's bad calls of its own entry point (`tests/common/cases/`: buffers of the
+/// wrong length, a state buffer missing or one too many, step 0), on every backend: refused
+/// with a message that names what is wrong, nothing written.
 #[test]
-fn adam_refusals_write_nothing() {
-    let adam = Adam::builder(1e-3).build().unwrap();
-    let ams = Adam::builder(1e-3).amsgrad(true).build().unwrap();
-    let exec = Executor::new().unwrap();
-    let call = |b: &mut [Vec<f32>], config: &Adam, step: u64| match b {
-        [w, m, v, g] => exec.adam_step(w, m, v, g, config, step),
-        [w, m, v, vm, g] => exec.amsgrad_step(w, m, v, vm, g, config, step),
-        _ => unreachable!(),
-    };
-    refused_all(
-        &set(&[40, 39, 40, 40]),
-        &["adam_step", "m", "39", "40"],
-        |b| call(b, &adam, 1),
-    );
-    refused_all(&set(&[40, 40, 41, 40]), &["v", "41"], |b| call(b, &adam, 1));
-    refused_all(&set(&[40, 40, 40, 4]), &["gradient", "4"], |b| {
-        call(b, &adam, 1)
-    });
-    refused_all(&set(&[40, 40, 40, 40]), &["step 0"], |b| call(b, &adam, 0));
-    refused_all(&set(&[40, 40, 40, 40]), &["v_max", "needs"], |b| {
-        call(b, &ams, 3)
-    });
-    refused_all(
-        &set(&[40, 40, 40, 40, 40]),
-        &["v_max", "does not use"],
-        |b| call(b, &adam, 3),
-    );
-    refused_all(
-        &set(&[40, 40, 40, 30, 40]),
-        &["amsgrad_step", "v_max", "30"],
-        |b| call(b, &ams, 3),
-    );
-    for (builder, word) in [
-        (Adam::builder(1e-3).betas(1.0, 0.999), "beta1"),
-        (Adam::builder(1e-3).betas(0.9, -0.1), "beta2"),
-        (Adam::builder(1e-3).eps(0.0), "eps"),
-        (Adam::builder(1e-3).eps(f64::NAN), "eps"),
-        (Adam::builder(-1e-3), "lr"),
-        (Adam::adamw(1e-3, f64::INFINITY), "weight_decay"),
-    ] {
-        let msg = builder.build().expect_err("should be refused").to_string();
-        assert!(msg.contains(word), "{msg:?} should mention {word}");
-    }
-}
-
-#[test]
-fn rmsprop_refusals_write_nothing() {
-    let plain = Rmsprop::builder(1e-2).build().unwrap();
-    let centered = Rmsprop::builder(1e-2).centered(true).build().unwrap();
-    let with_momentum = Rmsprop::builder(1e-2).momentum(0.9).build().unwrap();
-    let exec = Executor::new().unwrap();
-    let call = |b: &mut [Vec<f32>], config: &Rmsprop, ga: bool, buf: bool| {
-        let (w, rest) = b.split_first_mut().unwrap();
-        let (sq, rest) = rest.split_first_mut().unwrap();
-        let (g, rest) = rest.split_last_mut().unwrap();
-        let mut rest = rest.iter_mut();
-        let ga = if ga {
-            rest.next().map(|x| &mut x[..])
-        } else {
-            None
-        };
-        let buf = if buf {
-            rest.next().map(|x| &mut x[..])
-        } else {
-            None
-        };
-        exec.rmsprop_step(w, sq, ga, buf, g, config, 1)
-    };
-    refused_all(&set(&[30, 30, 30]), &["grad_avg", "needs"], |b| {
-        call(b, &centered, false, false)
-    });
-    refused_all(
-        &set(&[30, 30, 30, 30]),
-        &["grad_avg", "does not use"],
-        |b| call(b, &plain, true, false),
-    );
-    refused_all(&set(&[30, 30, 30]), &["momentum_buffer", "needs"], |b| {
-        call(b, &with_momentum, false, false)
-    });
-    refused_all(
-        &set(&[30, 30, 30, 30]),
-        &["momentum_buffer", "does not use"],
-        |b| call(b, &plain, false, true),
-    );
-    refused_all(&set(&[30, 29, 30]), &["square_avg", "29"], |b| {
-        call(b, &plain, false, false)
-    });
-    refused_all(&set(&[30, 30, 28, 30]), &["grad_avg", "28"], |b| {
-        call(b, &centered, true, false)
-    });
-    refused_all(&set(&[30, 30, 31, 30]), &["momentum_buffer", "31"], |b| {
-        call(b, &with_momentum, false, true)
-    });
-    for (builder, word) in [
-        (Rmsprop::builder(1e-2).alpha(1.0), "alpha"),
-        (Rmsprop::builder(1e-2).eps(-1e-8), "eps"),
-        (Rmsprop::builder(1e-2).momentum(1.0), "momentum"),
-        (Rmsprop::builder(f64::NAN), "lr"),
-    ] {
-        let msg = builder.build().expect_err("should be refused").to_string();
-        assert!(msg.contains(word), "{msg:?} should mention {word}");
-    }
-}
-
-#[test]
-fn adagrad_and_lion_refusals_write_nothing() {
-    let adagrad = Adagrad::builder(1e-2).build().unwrap();
-    let lion = Lion::builder(1e-4).build().unwrap();
-    let exec = Executor::new().unwrap();
-    let ada = |b: &mut [Vec<f32>], step| match b {
-        [w, s, g] => exec.adagrad_step(w, s, g, &adagrad, step),
-        _ => unreachable!(),
-    };
-    refused_all(&set(&[25, 25, 25]), &["step 0"], |b| ada(b, 0));
-    refused_all(&set(&[25, 24, 25]), &["adagrad_step", "sum", "24"], |b| {
-        ada(b, 2)
-    });
-    let li = |b: &mut [Vec<f32>]| match b {
-        [w, m, g] => exec.lion_step(w, m, g, &lion, 1),
-        _ => unreachable!(),
-    };
-    refused_all(&set(&[25, 25, 26]), &["lion_step", "gradient", "26"], li);
-    for (result, word) in [
-        (
-            Adagrad::builder(1e-2).lr_decay(-1.0).build().map(|_| ()),
-            "lr_decay",
-        ),
-        (
-            Adagrad::builder(1e-2)
-                .initial_accumulator_value(f64::NAN)
-                .build()
-                .map(|_| ()),
-            "initial_accumulator_value",
-        ),
-        (Adagrad::builder(1e-2).eps(0.0).build().map(|_| ()), "eps"),
-        (
-            Lion::builder(1e-4).betas(0.9, 1.5).build().map(|_| ()),
-            "beta2",
-        ),
-        (
-            Lion::builder(1e-4)
-                .weight_decay(WeightDecay::Decoupled(-0.1))
-                .build()
-                .map(|_| ()),
-            "weight_decay",
-        ),
-    ] {
-        let msg = result.expect_err("should be refused").to_string();
-        assert!(msg.contains(word), "{msg:?} should mention {word}");
+fn every_optimizers_bad_calls_write_nothing() {
+    for case in common::cases::CASES {
+        let calls = (case.bad_calls)();
+        assert!(!calls.is_empty(), "{}: no bad call", case.name);
+        for backend in common::backends() {
+            let exec = Executor::with_backend(backend).unwrap();
+            for call in &calls {
+                let buffers: Vec<Vec<f32>> = call
+                    .lens
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &n)| buffers(n, k as u64 + 10))
+                    .collect();
+                let what = format!("{} on {backend:?}, lengths {:?}", case.name, call.lens);
+                refused_all(&what, &buffers, call.words, |b| (call.call)(&exec, b));
+            }
+        }
     }
 }

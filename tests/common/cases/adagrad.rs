@@ -10,13 +10,24 @@ impl Case for AdagradCase {
         name: "Adagrad",
         random,
         refused: || {
-            vec![(
-                Adagrad::builder(1e-2)
-                    .lr_decay(-1.0)
-                    .build()
-                    .map(Into::into),
-                "lr_decay",
-            )]
+            vec![
+                refuse(Adagrad::builder(1e-2).lr_decay(-1.0).build(), "lr_decay"),
+                refuse(
+                    Adagrad::builder(1e-2)
+                        .initial_accumulator_value(f64::NAN)
+                        .build(),
+                    "initial_accumulator_value",
+                ),
+                refuse(Adagrad::builder(1e-2).eps(0.0).build(), "eps"),
+            ]
+        },
+        bad_calls: || {
+            vec![
+                bad(&[25, 25, 25], &["step 0"], |e, b| adagrad(e, b, 0)),
+                bad(&[25, 24, 25], &["adagrad_step", "sum", "24"], |e, b| {
+                    adagrad(e, b, 2)
+                }),
+            ]
         },
         reference: Reference::new(reference_configs, reference),
         golden: maps(&["adagrad"], golden),
@@ -53,6 +64,13 @@ fn config(
         wd,
         maximize
     )
+}
+
+/// Adagrad at lr 1e-2 through `adagrad_step`.
+fn adagrad(exec: &Executor, buffers: &mut [Vec<f32>], step: u64) -> Result<(), Error> {
+    let config = Adagrad::builder(1e-2).build().unwrap();
+    let (w, mut s, g) = parts(buffers);
+    exec.adagrad_step(w, s[0], g, &config, step)
 }
 
 fn random(rng: &mut Rng) -> Optimizer {

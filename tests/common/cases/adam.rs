@@ -11,10 +11,36 @@ impl Case for AdamCase {
         random,
         refused: || {
             vec![
-                (Adam::builder(1e-3).eps(0.0).build().map(Into::into), "eps"),
-                (
-                    Adam::builder(1e-3).betas(1.0, 0.9).build().map(Into::into),
-                    "beta1",
+                refuse(Adam::builder(1e-3).eps(0.0).build(), "eps"),
+                refuse(Adam::builder(1e-3).eps(f64::NAN).build(), "eps"),
+                refuse(Adam::builder(1e-3).betas(1.0, 0.9).build(), "beta1"),
+                refuse(Adam::builder(1e-3).betas(0.9, -0.1).build(), "beta2"),
+                refuse(Adam::builder(-1e-3).build(), "lr"),
+                refuse(Adam::adamw(1e-3, f64::INFINITY).build(), "weight_decay"),
+            ]
+        },
+        bad_calls: || {
+            vec![
+                bad(
+                    &[40, 39, 40, 40],
+                    &["adam_step", "m", "39", "40"],
+                    |e, b| adam(e, b, false, 1),
+                ),
+                bad(&[40, 40, 41, 40], &["v", "41"], |e, b| adam(e, b, false, 1)),
+                bad(&[40, 40, 40, 4], &["gradient", "4"], |e, b| {
+                    adam(e, b, false, 1)
+                }),
+                bad(&[40, 40, 40, 40], &["step 0"], |e, b| adam(e, b, false, 0)),
+                bad(&[40, 40, 40, 40], &["v_max", "needs"], |e, b| {
+                    adam(e, b, true, 3)
+                }),
+                bad(&[40, 40, 40, 40, 40], &["v_max", "does not use"], |e, b| {
+                    adam(e, b, false, 3)
+                }),
+                bad(
+                    &[40, 40, 40, 30, 40],
+                    &["amsgrad_step", "v_max", "30"],
+                    |e, b| adam(e, b, true, 3),
                 ),
             ]
         },
@@ -73,6 +99,25 @@ pub fn config(
         wd,
         maximize
     )
+}
+
+/// Adam (or AMSGrad) at lr 1e-3 through `adam_step` on three buffers and `amsgrad_step` on four.
+fn adam(exec: &Executor, buffers: &mut [Vec<f32>], amsgrad: bool, step: u64) -> Result<(), Error> {
+    let config = Adam::builder(1e-3).amsgrad(amsgrad).build().unwrap();
+    match parts(buffers) {
+        (w, mut s, g) if s.len() == 2 => {
+            let [m, v] = s.as_mut_slice() else {
+                unreachable!()
+            };
+            exec.adam_step(w, m, v, g, &config, step)
+        }
+        (w, mut s, g) => {
+            let [m, v, v_max] = s.as_mut_slice() else {
+                unreachable!("three state buffers")
+            };
+            exec.amsgrad_step(w, m, v, v_max, g, &config, step)
+        }
+    }
 }
 
 fn random(rng: &mut Rng) -> Optimizer {

@@ -11,25 +11,24 @@ impl Case for AdamaxCase {
         random,
         refused: || {
             vec![
-                (
-                    Adamax::builder(2e-3).eps(0.0).build().map(Into::into),
-                    "eps",
-                ),
-                (
-                    Adamax::builder(2e-3)
-                        .betas(0.9, 1.0)
-                        .build()
-                        .map(Into::into),
-                    "beta2",
-                ),
-                (Adamax::builder(f64::NAN).build().map(Into::into), "lr"),
-                (
+                refuse(Adamax::builder(2e-3).eps(0.0).build(), "eps"),
+                refuse(Adamax::builder(2e-3).betas(0.9, 1.0).build(), "beta2"),
+                refuse(Adamax::builder(f64::NAN).build(), "lr"),
+                refuse(
                     Adamax::builder(2e-3)
                         .weight_decay(WeightDecay::L2(-1.0))
-                        .build()
-                        .map(Into::into),
+                        .build(),
                     "weight_decay",
                 ),
+            ]
+        },
+        bad_calls: || {
+            vec![
+                bad(&[40, 40, 37, 40], &["adamax_step", "u", "37"], |e, b| {
+                    adamax(e, b, 1)
+                }),
+                bad(&[40, 40, 40, 3], &["gradient", "3"], |e, b| adamax(e, b, 1)),
+                bad(&[40, 40, 40, 40], &["step 0"], |e, b| adamax(e, b, 0)),
             ]
         },
         reference: Reference::new(reference_configs, reference),
@@ -48,6 +47,16 @@ impl Case for AdamaxCase {
         };
         exec.adamax_step(w, m, u, g, c, step)
     });
+}
+
+/// Adamax at lr 2e-3 through `adamax_step`.
+fn adamax(exec: &Executor, buffers: &mut [Vec<f32>], step: u64) -> Result<(), Error> {
+    let config = Adamax::builder(2e-3).build().unwrap();
+    let (w, mut s, g) = parts(buffers);
+    let [m, u] = s.as_mut_slice() else {
+        unreachable!("two state buffers")
+    };
+    exec.adamax_step(w, m, u, g, &config, step)
 }
 
 fn config((lr, b1, b2, eps, wd, maximize): (f64, f64, f64, f64, WeightDecay, bool)) -> Optimizer {

@@ -11,13 +11,22 @@ impl Case for LambCase {
         name: "LAMB",
         random: |rng| lamb(rng).into(),
         refused: || {
-            vec![(
-                Lamb::builder(1e-3)
-                    .max_grad_norm(Some(0.0))
-                    .build()
-                    .map(Into::into),
+            vec![refuse(
+                Lamb::builder(1e-3).max_grad_norm(Some(0.0)).build(),
                 "max_grad_norm",
             )]
+        },
+        bad_calls: || {
+            vec![
+                bad(&[40, 39, 40, 40], &["lamb_step", "m", "39"], |e, b| {
+                    lamb_call(e, b, 1)
+                }),
+                bad(&[40, 40, 38, 40], &["v", "38"], |e, b| lamb_call(e, b, 1)),
+                bad(&[40, 40, 40, 41], &["gradient", "41"], |e, b| {
+                    lamb_call(e, b, 1)
+                }),
+                bad(&[40, 40, 40, 40], &["step 0"], |e, b| lamb_call(e, b, 0)),
+            ]
         },
         reference: None,
         golden: maps(&["lamb"], golden),
@@ -72,6 +81,16 @@ impl Case for LambCase {
         };
         exec.lamb_step(w, m, v, g, c, step)
     });
+}
+
+/// LAMB at lr 1e-3 through `lamb_step`.
+fn lamb_call(exec: &Executor, buffers: &mut [Vec<f32>], step: u64) -> Result<(), Error> {
+    let config = Lamb::builder(1e-3).build().unwrap();
+    let (w, mut s, g) = parts(buffers);
+    let [m, v] = s.as_mut_slice() else {
+        unreachable!("two state buffers")
+    };
+    exec.lamb_step(w, m, v, g, &config, step)
 }
 
 /// A random LAMB config (also used directly by the many-tensor suite).

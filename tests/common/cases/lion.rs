@@ -10,10 +10,24 @@ impl Case for LionCase {
         name: "Lion",
         random,
         refused: || {
-            vec![(
-                Lion::builder(1e-4).betas(0.9, 1.5).build().map(Into::into),
-                "beta2",
-            )]
+            vec![
+                refuse(Lion::builder(1e-4).betas(0.9, 1.5).build(), "beta2"),
+                refuse(
+                    Lion::builder(1e-4)
+                        .weight_decay(WeightDecay::Decoupled(-0.1))
+                        .build(),
+                    "weight_decay",
+                ),
+            ]
+        },
+        bad_calls: || {
+            vec![
+                bad(&[25, 25, 26], &["lion_step", "gradient", "26"], |e, b| {
+                    lion(e, b, 1)
+                }),
+                bad(&[25, 20, 25], &["m", "20"], |e, b| lion(e, b, 1)),
+                bad(&[25, 25, 25], &["step 0"], |e, b| lion(e, b, 0)),
+            ]
         },
         reference: Reference::new(reference_configs, reference),
         golden: maps(&["lion"], golden),
@@ -34,6 +48,13 @@ impl Case for LionCase {
     crate::own_call!(Lion, |exec, w, state, g, c, step| {
         exec.lion_step(w, state[0], g, c, step)
     });
+}
+
+/// Lion at lr 1e-4 through `lion_step`.
+fn lion(exec: &Executor, buffers: &mut [Vec<f32>], step: u64) -> Result<(), Error> {
+    let config = Lion::builder(1e-4).build().unwrap();
+    let (w, mut s, g) = parts(buffers);
+    exec.lion_step(w, s[0], g, &config, step)
 }
 
 fn config((lr, b1, b2, wd, maximize): (f64, f64, f64, WeightDecay, bool)) -> Optimizer {

@@ -125,6 +125,8 @@ pub struct OptimizerCase {
     pub random: fn(&mut Rng) -> Optimizer,
     /// Configs its builder refuses, each with a word the error message must contain.
     pub refused: fn() -> Vec<Refused>,
+    /// Calls of its own single-tensor entry point that must be refused, writing nothing.
+    pub bad_calls: fn() -> Vec<BadCall>,
     /// An `f64` reference of one step, if the optimizer has an elementwise one (LAMB's trust
     /// ratio is a property of the whole tensor: its golden trajectories and the bit-exact
     /// suites test it).
@@ -165,6 +167,39 @@ impl Mapped {
 
 /// A config the builder must refuse, and a word its error message must contain.
 pub type Refused = (Result<Optimizer, Error>, &'static str);
+
+/// A [`Refused`] config: `result` is a builder's `build()`.
+pub fn refuse<C: Into<Optimizer>>(result: Result<C, Error>, word: &'static str) -> Refused {
+    (result.map(Into::into), word)
+}
+
+/// A call of an optimizer's own entry point that must be refused (bad buffers, a missing or
+/// extra state buffer, step 0) with an error naming what is wrong, every buffer left as it was.
+pub struct BadCall {
+    /// The lengths of the `f32` buffers it gets: the weights, then the state buffers, the
+    /// gradient last.
+    pub lens: &'static [usize],
+    /// Words its error message must contain (the call, the buffer, the lengths).
+    pub words: &'static [&'static str],
+    /// The call, on buffers of those lengths (see [`parts`]).
+    pub call: fn(&Executor, &mut [Vec<f32>]) -> Result<(), Error>,
+}
+
+/// A [`BadCall`].
+pub fn bad(
+    lens: &'static [usize],
+    words: &'static [&'static str],
+    call: fn(&Executor, &mut [Vec<f32>]) -> Result<(), Error>,
+) -> BadCall {
+    BadCall { lens, words, call }
+}
+
+/// A bad call's buffers as the weights, the state buffers and the gradient (the last one).
+pub fn parts(buffers: &mut [Vec<f32>]) -> (&mut [f32], Vec<&mut [f32]>, &[f32]) {
+    let (g, rest) = buffers.split_last_mut().expect("a gradient");
+    let (w, state) = rest.split_first_mut().expect("weights");
+    (w, state.iter_mut().map(|b| &mut b[..]).collect(), g)
+}
 
 /// One step of an optimizer on one element in `f64`, from the published formula, with the
 /// bound on the error of the crate's `f32` computation of each result (before the final

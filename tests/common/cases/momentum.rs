@@ -12,17 +12,22 @@ impl Case for MomentumCase {
         random,
         refused: || {
             vec![
-                (
-                    Momentum::heavy_ball(0.1, 1.0).build().map(Into::into),
-                    "momentum",
-                ),
-                (
-                    Momentum::lr_in_velocity(0.1, 0.9)
-                        .dampening(0.1)
-                        .build()
-                        .map(Into::into),
+                refuse(Momentum::heavy_ball(0.1, 1.0).build(), "momentum"),
+                refuse(
+                    Momentum::lr_in_velocity(0.1, 0.9).dampening(0.1).build(),
                     "dampening",
                 ),
+            ]
+        },
+        bad_calls: || {
+            vec![
+                bad(
+                    &[30, 29, 30],
+                    &["momentum_step", "velocity", "29", "30"],
+                    |e, b| momentum(e, b, 1),
+                ),
+                bad(&[30, 30, 31], &["gradient", "31"], |e, b| momentum(e, b, 1)),
+                bad(&[30, 30, 30], &["step 0"], |e, b| momentum(e, b, 0)),
             ]
         },
         reference: Some(Reference {
@@ -54,6 +59,13 @@ impl Case for MomentumCase {
     crate::own_call!(Momentum, |exec, w, state, g, c, step| {
         exec.momentum_step(w, state[0], g, c, step)
     });
+}
+
+/// Heavy ball at lr 0.1, momentum 0.9 through `momentum_step`.
+fn momentum(exec: &Executor, buffers: &mut [Vec<f32>], step: u64) -> Result<(), Error> {
+    let config = Momentum::heavy_ball(0.1, 0.9).build().unwrap();
+    let (w, mut s, g) = parts(buffers);
+    exec.momentum_step(w, s[0], g, &config, step)
 }
 
 /// A valid config: dampening only in PyTorch's form, Nesterov only with momentum and without

@@ -11,10 +11,42 @@ impl Case for RmspropCase {
         name: "RMSprop",
         random,
         refused: || {
-            vec![(
-                Rmsprop::builder(1e-2).alpha(1.0).build().map(Into::into),
-                "alpha",
-            )]
+            vec![
+                refuse(Rmsprop::builder(1e-2).alpha(1.0).build(), "alpha"),
+                refuse(Rmsprop::builder(1e-2).eps(-1e-8).build(), "eps"),
+                refuse(Rmsprop::builder(1e-2).momentum(1.0).build(), "momentum"),
+                refuse(Rmsprop::builder(f64::NAN).build(), "lr"),
+            ]
+        },
+        bad_calls: || {
+            use Variant::*;
+            vec![
+                bad(&[30, 30, 30], &["grad_avg", "needs"], |e, b| {
+                    rmsprop(e, b, Centered, false)
+                }),
+                bad(&[30, 30, 30, 30], &["grad_avg", "does not use"], |e, b| {
+                    rmsprop(e, b, Plain, true)
+                }),
+                bad(&[30, 30, 30], &["momentum_buffer", "needs"], |e, b| {
+                    rmsprop(e, b, WithMomentum, false)
+                }),
+                bad(
+                    &[30, 30, 30, 30],
+                    &["momentum_buffer", "does not use"],
+                    |e, b| rmsprop(e, b, Plain, false),
+                ),
+                bad(
+                    &[30, 29, 30],
+                    &["rmsprop_step", "square_avg", "29"],
+                    |e, b| rmsprop(e, b, Plain, false),
+                ),
+                bad(&[30, 30, 28, 30], &["grad_avg", "28"], |e, b| {
+                    rmsprop(e, b, Centered, true)
+                }),
+                bad(&[30, 30, 31, 30], &["momentum_buffer", "31"], |e, b| {
+                    rmsprop(e, b, WithMomentum, false)
+                }),
+            ]
         },
         reference: Some(Reference {
             prepare: Some(prepare),
@@ -73,6 +105,40 @@ fn config((lr, alpha, eps, inside, wd, momentum, form, centered, maximize): Opti
         wd,
         maximize
     )
+}
+
+enum Variant {
+    Plain,
+    Centered,
+    WithMomentum,
+}
+
+/// RMSprop at lr 1e-2 through `rmsprop_step`: the buffer after `square_avg` is passed as
+/// `grad_avg` if `first_is_grad_avg`, else as the momentum buffer (a further one as the
+/// momentum buffer).
+fn rmsprop(
+    exec: &Executor,
+    buffers: &mut [Vec<f32>],
+    variant: Variant,
+    first_is_grad_avg: bool,
+) -> Result<(), Error> {
+    let builder = Rmsprop::builder(1e-2);
+    let config = match variant {
+        Variant::Plain => builder,
+        Variant::Centered => builder.centered(true),
+        Variant::WithMomentum => builder.momentum(0.9),
+    }
+    .build()
+    .unwrap();
+    let (w, state, g) = parts(buffers);
+    let mut state = state.into_iter();
+    let square_avg = state.next().unwrap();
+    let grad_avg = if first_is_grad_avg {
+        state.next()
+    } else {
+        None
+    };
+    exec.rmsprop_step(w, square_avg, grad_avg, state.next(), g, &config, 1)
 }
 
 fn random(rng: &mut Rng) -> Optimizer {

@@ -11,14 +11,21 @@ impl Case for SgdCase {
         random,
         refused: || {
             vec![
-                (Sgd::builder(-1.0).build().map(Into::into), "lr"),
-                (
+                refuse(Sgd::builder(-1.0).build(), "lr"),
+                refuse(
                     Sgd::builder(0.1)
                         .weight_decay(WeightDecay::L2(f64::INFINITY))
-                        .build()
-                        .map(Into::into),
+                        .build(),
                     "weight_decay",
                 ),
+            ]
+        },
+        bad_calls: || {
+            vec![
+                bad(&[20, 21], &["sgd_step", "gradient", "21", "20"], |e, b| {
+                    sgd(e, b, 1)
+                }),
+                bad(&[20, 20], &["step 0"], |e, b| sgd(e, b, 0)),
             ]
         },
         reference: Some(Reference {
@@ -38,6 +45,12 @@ impl Case for SgdCase {
     crate::own_call!(Sgd, |exec, w, _state, g, c, step| {
         exec.sgd_step(w, g, c, step)
     });
+}
+
+/// SGD at lr 0.1 through `sgd_step`.
+fn sgd(exec: &Executor, buffers: &mut [Vec<f32>], step: u64) -> Result<(), Error> {
+    let (w, _, g) = parts(buffers);
+    exec.sgd_step(w, g, &Sgd::new(0.1).unwrap(), step)
 }
 
 fn config(lr: f64, wd: WeightDecay, maximize: bool) -> Optimizer {
