@@ -54,13 +54,74 @@ impl core::fmt::Display for DType {
     }
 }
 
+pub(crate) use sealed::{Slice, SliceMut};
+
 pub(crate) mod sealed {
+    use super::{bf16, f16};
+
+    /// A buffer of one of the three element types, the type known at run time: what the generic
+    /// calls hand to the crate's own compiled kernels (see [`Sealed`]).
+    pub enum Slice<'a> {
+        F32(&'a [f32]),
+        F16(&'a [f16]),
+        BF16(&'a [bf16]),
+    }
+
+    /// A mutable [`Slice`].
+    pub enum SliceMut<'a> {
+        F32(&'a mut [f32]),
+        F16(&'a mut [f16]),
+        BF16(&'a mut [bf16]),
+    }
+
+    impl SliceMut<'_> {
+        /// The element type.
+        pub fn dtype(&self) -> super::DType {
+            match self {
+                SliceMut::F32(_) => super::DType::F32,
+                SliceMut::F16(_) => super::DType::F16,
+                SliceMut::BF16(_) => super::DType::BF16,
+            }
+        }
+    }
+
     /// Seals [`Element`](super::Element): the kernels know how to load and store exactly
     /// these three types.
-    pub trait Sealed {}
-    impl Sealed for f32 {}
-    impl Sealed for super::f16 {}
-    impl Sealed for super::bf16 {}
+    ///
+    /// It also turns a typed buffer into a [`Slice`] and back. The public calls are generic
+    /// over the element types but only wrap them into slices with a run-time type and call a
+    /// function that is not generic, which picks the kernel: so every kernel is compiled once,
+    /// in this crate, and a caller's crate compiles only the thin wrappers, whatever types it
+    /// uses.
+    pub trait Sealed: Sized {
+        fn erase(buffer: &[Self]) -> Slice<'_>;
+        fn erase_mut(buffer: &mut [Self]) -> SliceMut<'_>;
+        /// The typed buffer back, if it holds this type.
+        fn restore_mut(buffer: SliceMut<'_>) -> Option<&mut [Self]>;
+    }
+
+    macro_rules! sealed {
+        ($($t:ty: $variant:ident),+) => {$(
+            impl Sealed for $t {
+                #[inline]
+                fn erase(buffer: &[Self]) -> Slice<'_> {
+                    Slice::$variant(buffer)
+                }
+                #[inline]
+                fn erase_mut(buffer: &mut [Self]) -> SliceMut<'_> {
+                    SliceMut::$variant(buffer)
+                }
+                #[inline]
+                fn restore_mut(buffer: SliceMut<'_>) -> Option<&mut [Self]> {
+                    match buffer {
+                        SliceMut::$variant(b) => Some(b),
+                        _ => None,
+                    }
+                }
+            }
+        )+};
+    }
+    sealed!(f32: F32, f16: F16, bf16: BF16);
 }
 
 /// An element type a kernel can read and write: `f32`, [`f16`](struct@crate::f16) or [`bf16`].

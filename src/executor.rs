@@ -5,7 +5,7 @@
 use crate::arch::fpenv::Environment;
 use crate::backend::Backend;
 use crate::driver::{Context, TensorStep};
-use crate::element::Element;
+use crate::element::{DType, Element, Slice, SliceMut, bf16, f16};
 use crate::error::{Error, positive, same_len};
 use crate::optim::OptimizerConfig;
 use crate::optim::registry::{Optimizer, registry};
@@ -319,6 +319,99 @@ impl Executor {
         config.step_many(&self.ctx, &mut tensor, step);
         Ok(())
     }
+
+    /// [`step_one`](Self::step_one) for an optimizer with no state buffers, the element types
+    /// known at run time: the weights' and the gradient's pick the kernel (nine of them).
+    fn erased_stateless<O: OptimizerConfig>(
+        &self,
+        call: &'static str,
+        w: SliceMut<'_>,
+        g: Slice<'_>,
+        config: &O,
+        step: u64,
+    ) -> Result<(), Error> {
+        match w {
+            SliceMut::F32(w) => self.erased_grad::<_, f32, _>(call, w, &mut [], g, config, step),
+            SliceMut::F16(w) => self.erased_grad::<_, f32, _>(call, w, &mut [], g, config, step),
+            SliceMut::BF16(w) => self.erased_grad::<_, f32, _>(call, w, &mut [], g, config, step),
+        }
+    }
+
+    /// [`step_one`](Self::step_one), the element types known at run time (the state buffers
+    /// given all have one type: the typed calls take them so): the weights', the state's and
+    /// the gradient's pick the kernel (27 of them).
+    fn erased<O: OptimizerConfig>(
+        &self,
+        call: &'static str,
+        w: SliceMut<'_>,
+        given: &mut [(&'static str, Option<SliceMut<'_>>)],
+        g: Slice<'_>,
+        config: &O,
+        step: u64,
+    ) -> Result<(), Error> {
+        match w {
+            SliceMut::F32(w) => self.erased_state(call, w, given, g, config, step),
+            SliceMut::F16(w) => self.erased_state(call, w, given, g, config, step),
+            SliceMut::BF16(w) => self.erased_state(call, w, given, g, config, step),
+        }
+    }
+
+    fn erased_state<W: Element, O: OptimizerConfig>(
+        &self,
+        call: &'static str,
+        w: &mut [W],
+        given: &mut [(&'static str, Option<SliceMut<'_>>)],
+        g: Slice<'_>,
+        config: &O,
+        step: u64,
+    ) -> Result<(), Error> {
+        let dtype = given
+            .iter()
+            .find_map(|(_, b)| b.as_ref().map(SliceMut::dtype))
+            .unwrap_or(DType::F32);
+        match dtype {
+            DType::F32 => {
+                self.erased_grad::<W, f32, O>(call, w, &mut restore(given), g, config, step)
+            }
+            DType::F16 => {
+                self.erased_grad::<W, f16, O>(call, w, &mut restore(given), g, config, step)
+            }
+            DType::BF16 => {
+                self.erased_grad::<W, bf16, O>(call, w, &mut restore(given), g, config, step)
+            }
+        }
+    }
+
+    fn erased_grad<W: Element, T: Element, O: OptimizerConfig>(
+        &self,
+        call: &'static str,
+        w: &mut [W],
+        given: &mut [(&'static str, Option<&mut [T]>)],
+        g: Slice<'_>,
+        config: &O,
+        step: u64,
+    ) -> Result<(), Error> {
+        match g {
+            Slice::F32(g) => self.step_one(call, w, given, g, config, step),
+            Slice::F16(g) => self.step_one(call, w, given, g, config, step),
+            Slice::BF16(g) => self.step_one(call, w, given, g, config, step),
+        }
+    }
+}
+
+/// The state buffers given, typed back (they share one type: the typed calls take them so).
+fn restore<'a, T: Element>(
+    given: &mut [(&'static str, Option<SliceMut<'a>>)],
+) -> Vec<(&'static str, Option<&'a mut [T]>)> {
+    given
+        .iter_mut()
+        .map(|(name, buffer)| {
+            let typed = buffer
+                .take()
+                .map(|b| T::restore_mut(b).expect("one state type"));
+            (*name, typed)
+        })
+        .collect()
 }
 
 /// Checks everything [`Executor::step_many`] checks.
@@ -368,16 +461,40 @@ macro_rules! executor_calls {
         ] [W: Element, T: Element, G: Element] [T] $call, $config, $w; $($s),*; $($o),*; $g);
     };
     (@emit [$(#[$doc:meta])*] [$($generics:tt)*] [$t:ty] $call:ident, $config:path,
+        $w:ident; ; ; $g:ident) => {
+        $(#[$doc])*
+        pub fn $call<$($generics)*>(&self, $w: &mut [W], $g: &[G], config: &$config, step: u64)
+            -> Result<(), Error> {
+            // Not generic: the kernels behind it are compiled once, here (see `Sealed`).
+            fn erased(exec: &Executor, w: SliceMut<'_>, g: Slice<'_>, config: &$config, step: u64)
+                -> Result<(), Error> {
+                exec.erased_stateless(stringify!($call), w, g, config, step)
+            }
+            erased(self, W::erase_mut($w), G::erase($g), config, step)
+        }
+    };
+    (@emit [$(#[$doc:meta])*] [$($generics:tt)*] [$t:ty] $call:ident, $config:path,
         $w:ident; $($s:ident),*; $($o:ident),*; $g:ident) => {
         $(#[$doc])*
         #[allow(clippy::too_many_arguments)]
         pub fn $call<$($generics)*>(&self, $w: &mut [W], $($s: &mut [$t],)* $($o: Option<&mut [$t]>,)*
             $g: &[G], config: &$config, step: u64) -> Result<(), Error> {
-            self.step_one::<W, $t, G, _>(
-                stringify!($call),
-                $w,
-                &mut [$((stringify!($s), Some($s)),)* $((stringify!($o), $o),)*],
-                $g,
+            // Not generic: the kernels behind it are compiled once, here (see `Sealed`).
+            fn erased(
+                exec: &Executor,
+                w: SliceMut<'_>,
+                given: &mut [(&'static str, Option<SliceMut<'_>>)],
+                g: Slice<'_>,
+                config: &$config,
+                step: u64,
+            ) -> Result<(), Error> {
+                exec.erased(stringify!($call), w, given, g, config, step)
+            }
+            erased(
+                self,
+                W::erase_mut($w),
+                &mut [$((stringify!($s), Some(T::erase_mut($s))),)* $((stringify!($o), $o.map(T::erase_mut)),)*],
+                G::erase($g),
                 config,
                 step,
             )

@@ -9,6 +9,8 @@
 //! The split runs in the caller's rayon pool (`pool.install(|| ...)` works); the crate creates
 //! no threads of its own.
 
+use std::sync::Mutex;
+
 /// How a call is spread over threads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Threads {
@@ -120,7 +122,6 @@ pub(crate) fn for_each_chunk_many<B: Split>(
     };
     match threads {
         Threads::Parallel { min_chunk, .. } if workers > 1 => {
-            use rayon::prelude::*;
             let per_task = total.div_ceil(workers * 4).max(min_chunk).max(1);
             let mut chunks = Vec::with_capacity(items.len());
             for mut item in items {
@@ -132,8 +133,22 @@ pub(crate) fn for_each_chunk_many<B: Split>(
                 }
                 chunks.push(item);
             }
-            chunks.into_par_iter().with_max_len(1).for_each(work);
+            // Each chunk is taken out exactly once, by the task of its index (the lock is
+            // released before the work starts).
+            let chunks: Vec<Mutex<Option<B>>> =
+                chunks.into_iter().map(|c| Mutex::new(Some(c))).collect();
+            run_tasks(chunks.len(), &|i| {
+                let chunk = chunks[i].lock().map(|mut c| c.take());
+                work(chunk.ok().flatten().expect("each chunk runs once"));
+            });
         }
         _ => items.into_iter().for_each(work),
     }
+}
+
+/// Runs `task(i)` for every `i` in `0..n` on the current rayon pool, one index per task. Not
+/// generic: rayon's machinery is compiled once, not once per kernel.
+fn run_tasks(n: usize, task: &(dyn Fn(usize) + Sync)) {
+    use rayon::prelude::*;
+    (0..n).into_par_iter().with_max_len(1).for_each(task);
 }

@@ -10,7 +10,7 @@
 use crate::common;
 use crate::for_each_dtype_triple;
 
-use common::cases::{Case, non_negative};
+use common::cases::{Case, StepFn, non_negative};
 use common::data::{Misaligned, Rng};
 use common::harness::{Bufs, matches_oracle};
 use common::{run_property, same_bits, sequential};
@@ -45,9 +45,18 @@ fn layout() -> impl Strategy<Value = Layout> {
         })
 }
 
-/// One config and layout of case `C` on element types `W`, `T`, `G`. An optimizer without
-/// state (SGD) runs only with `T = f32`: the state type is not part of its call.
+/// One config and layout of case `C` on element types `W`, `T`, `G`.
 fn bits_match<C: Case, W: Element, T: Element, G: Element>(
+    case: &(Optimizer, Layout),
+) -> Result<(), TestCaseError> {
+    check_bits::<W, T, G>(C::CASE.name, C::step::<W, T, G>, case)
+}
+
+/// [`bits_match`] with the case's name and step: compiled once per mix. An optimizer without
+/// state (SGD) runs only with `T = f32`: the state type is not part of its call.
+fn check_bits<W: Element, T: Element, G: Element>(
+    name: &str,
+    step: StepFn<W, T, G>,
     (config, layout): &(Optimizer, Layout),
 ) -> Result<(), TestCaseError> {
     let names = config.state_buffers();
@@ -62,9 +71,9 @@ fn bits_match<C: Case, W: Element, T: Element, G: Element>(
         layout.seed,
         layout.special,
     );
-    matches_oracle(C::CASE.name, &bufs, |exec, b| {
+    matches_oracle(name, &bufs, |exec, b| {
         let (w, s, g) = b.parts();
-        C::step(exec, w, s, g, config, layout.step)
+        step(exec, w, s, g, config, layout.step)
     })
 }
 

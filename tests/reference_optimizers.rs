@@ -23,7 +23,7 @@ use crate::for_each_dtype_triple;
 
 use common::cases::adam::AdamCase;
 use common::cases::momentum::MomentumCase;
-use common::cases::{Case, non_negative};
+use common::cases::{Case, OptimizerCase, StepFn, non_negative};
 use common::data::{Misaligned, Rng};
 use common::reference::{finite_value, within};
 use common::{run_property, sequential};
@@ -36,27 +36,30 @@ fn to_f64<E: Element>(x: E) -> f64 {
     f64::from(x.to_f32())
 }
 
-/// Steps `w`, `state` and `g` once with case `C` (sequentially, on the best backend) and
-/// checks every element against the case's reference.
-fn check_step<C: Case, W: Element, T: Element, G: Element>(
+/// Steps `w`, `state` and `g` once with `case` through `call` (its step on these element
+/// types; sequentially, on the best backend) and checks every element against the case's
+/// reference. Not generic over the case: compiled once per mix.
+fn check_step<W: Element, T: Element, G: Element>(
+    case: &OptimizerCase,
+    call: StepFn<W, T, G>,
     config: &Optimizer,
     step: u64,
     w0: &Misaligned<W>,
     s0: &[Misaligned<T>],
     g: &Misaligned<G>,
 ) -> Result<(), TestCaseError> {
-    let reference = C::CASE.reference.expect("a case with a reference");
+    let reference = case.reference.expect("a case with a reference");
     let names = config.state_buffers();
     let mut w = w0.copy();
     let mut s: Vec<Misaligned<T>> = s0.iter().map(Misaligned::copy).collect();
     let exec = sequential(Backend::best());
     let state = s.iter_mut().map(Misaligned::slice_mut).collect();
-    C::step(&exec, w.slice_mut(), state, g.slice(), config, step)
-        .map_err(|e| TestCaseError::fail(format!("{}: {e}", C::CASE.name)))?;
+    call(&exec, w.slice_mut(), state, g.slice(), config, step)
+        .map_err(|e| TestCaseError::fail(format!("{}: {e}", case.name)))?;
     let fail = |e: String| {
         TestCaseError::fail(format!(
             "{} (w {}, state {}, g {}): {e}",
-            C::CASE.name,
+            case.name,
             W::DTYPE,
             T::DTYPE,
             G::DTYPE
@@ -81,7 +84,7 @@ fn check_step<C: Case, W: Element, T: Element, G: Element>(
             want.state.len(),
             names.len(),
             "{}: the reference's state",
-            C::CASE.name
+            case.name
         );
         for (k, (name, &(s_want, s_err))) in names.iter().zip(&want.state).enumerate() {
             within(&at(name), s[k].slice()[i], s_want, s_err).map_err(fail)?;
@@ -92,9 +95,18 @@ fn check_step<C: Case, W: Element, T: Element, G: Element>(
 
 /// One config of case `C` on random finite data of element types `W`, `T`, `G`.
 fn within_reference<C: Case, W: Element, T: Element, G: Element>(
+    case: &(Optimizer, u64, u64),
+) -> Result<(), TestCaseError> {
+    check_reference::<W, T, G>(&C::CASE, C::step::<W, T, G>, case)
+}
+
+/// [`within_reference`] with the case's data and step: compiled once per mix.
+fn check_reference<W: Element, T: Element, G: Element>(
+    case: &OptimizerCase,
+    call: StepFn<W, T, G>,
     (config, step, seed): &(Optimizer, u64, u64),
 ) -> Result<(), TestCaseError> {
-    let reference = C::CASE.reference.expect("a case with a reference");
+    let reference = case.reference.expect("a case with a reference");
     let span = reference.span;
     let names = config.state_buffers();
     let mut rng = Rng::new(*seed);
@@ -125,7 +137,7 @@ fn within_reference<C: Case, W: Element, T: Element, G: Element>(
         })
         .collect();
     let g = Misaligned::<G>::new(N, 5, || finite_value::<G>(&mut rng, span));
-    check_step::<C, W, T, G>(config, *step, &w0, &s0, &g)
+    check_step(case, call, config, *step, &w0, &s0, &g)
 }
 
 /// The reference property of case `C`, if it has a reference.
@@ -194,7 +206,16 @@ fn adam_bound_holds_where_the_l2_gradient_cancels() {
     });
     let m0 = Misaligned::<f32>::new(N, 2, || rng.range(-1e-3, 1e-3) as f32);
     let v0 = Misaligned::<f32>::new(N, 3, || rng.range(0.0, 1e-12) as f32);
-    check_step::<AdamCase, f32, f32, f32>(&config, 1, &w0, &[m0, v0], &g0).unwrap();
+    check_step(
+        &AdamCase::CASE,
+        AdamCase::step::<f32, f32, f32>,
+        &config,
+        1,
+        &w0,
+        &[m0, v0],
+        &g0,
+    )
+    .unwrap();
 }
 
 /// The momentum bound is not vacuous: a deliberately wrong result (PyTorch's form with

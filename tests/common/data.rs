@@ -61,6 +61,12 @@ pub struct Misaligned<E: Element> {
 
 impl<E: Element> Misaligned<E> {
     pub fn new(len: usize, offset: usize, mut f: impl FnMut() -> f32) -> Self {
+        Self::filled(len, offset, &mut f)
+    }
+
+    /// [`new`](Self::new) behind a `dyn` closure: compiled once per element type, not once per
+    /// caller's closure.
+    fn filled(len: usize, offset: usize, f: &mut dyn FnMut() -> f32) -> Self {
         let mut storage = optkern::zeroed::<E>(len + offset);
         for x in &mut storage[offset..] {
             *x = E::from_f32(f());

@@ -117,6 +117,11 @@ pub trait Case {
     ) -> Result<(), Error>;
 }
 
+/// A [`Case::step`] on fixed element types, as a function pointer: the suites' generic code
+/// takes one, so that it is compiled once per element-type mix, not once per case too.
+pub type StepFn<W, T, G> =
+    fn(&Executor, &mut [W], Vec<&mut [T]>, &[G], &Optimizer, u64) -> Result<(), Error>;
+
 /// An optimizer's test data.
 pub struct OptimizerCase {
     /// The optimizer's name ([`Optimizer::name`]).
