@@ -2,7 +2,7 @@
 # The x86-64 test suite under AddressSanitizer, with the nightly toolchain on the machine.
 # The kernels read and write through raw pointers at tails and misaligned starts; an access
 # one element out of bounds there is what this run would catch (the tests use lengths
-# 0..=2100 and offsets 1..15, on every backend this CPU runs).
+# 0..=2100 and offsets 1..15, on every backend this CPU runs but one, see below).
 #
 # `--target` keeps build scripts uninstrumented; the standard library is not instrumented
 # (that would need -Zbuild-std and the rust-src component), which ASan tolerates.
@@ -14,7 +14,11 @@ if ! rustup run nightly rustc --version >/dev/null 2>&1; then
     rustup toolchain install nightly --profile minimal
 fi
 export CARGO_TARGET_DIR=target/asan
-export RUSTFLAGS="-Zsanitizer=address"
+# The emulated 16-lane scalar backend is left out: a fifth of the kernels this build would
+# compile. What it would check here is the driver's 16-lane walk (full vectors and the
+# zero-padded tails), which the AVX2-pair emulation, also 16 lanes, runs too; its own loads and
+# stores (16-element loops in src/arch/portable.rs) are not run under the sanitizer.
+export RUSTFLAGS="-Zsanitizer=address --cfg optkern_no_scalar16"
 export ASAN_OPTIONS="detect_leaks=1:detect_stack_use_after_return=1"
 echo "--> $(rustup run nightly rustc --version)"
 timed "asan build" cargo +nightly test --release --target x86_64-unknown-linux-gnu --tests --no-run

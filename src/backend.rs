@@ -175,7 +175,7 @@ impl Backend {
             Backend::Avx512 => _detected.avx512.map(Isa::Avx512),
             #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
             Backend::Neon => _detected.neon.map(Isa::Neon),
-            #[cfg(feature = "emulated-backends")]
+            #[cfg(all(feature = "emulated-backends", not(optkern_no_scalar16)))]
             Backend::EmulatedScalar16 => Some(Isa::Scalar16),
             #[cfg(all(feature = "emulated-backends", target_arch = "x86_64"))]
             Backend::EmulatedAvx2Pair => _detected.avx2.map(Isa::Avx2Pair),

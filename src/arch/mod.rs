@@ -85,7 +85,8 @@ pub(crate) enum Isa {
     Avx512(x86::Avx512),
     #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
     Neon(aarch64::NeonToken),
-    #[cfg(feature = "emulated-backends")]
+    // Left out of the emulated CI builds (`--cfg optkern_no_scalar16`), which never run it.
+    #[cfg(all(feature = "emulated-backends", not(optkern_no_scalar16)))]
     Scalar16,
     #[cfg(all(feature = "emulated-backends", target_arch = "x86_64"))]
     Avx2Pair(x86::Avx2),
@@ -105,7 +106,7 @@ impl Isa {
             Isa::Avx512(token) => token.run(kernel),
             #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
             Isa::Neon(token) => token.run(kernel),
-            #[cfg(feature = "emulated-backends")]
+            #[cfg(all(feature = "emulated-backends", not(optkern_no_scalar16)))]
             Isa::Scalar16 => kernel.run(pulp::Scalar512b),
             #[cfg(all(feature = "emulated-backends", target_arch = "x86_64"))]
             Isa::Avx2Pair(token) => token.run_pair(kernel),
