@@ -1,7 +1,7 @@
 //! Compares the CPU targets of this machine on the optimizer steps.
 //!
 //! `cargo run --release --example compare [-- --quick] [--all] [--sizes 4096,65536]
-//! [--json PATH] [--plot PATH]`
+//! [--data normal|zero-grads|both] [--subnormals keep|flush|both] [--json PATH] [--plot PATH]`
 //!
 //! For every backend the CPU can run, every optimizer (momentum and Adam; all of them with
 //! `--all`), every dtype setup (f32; bf16 weights and gradients with f32 state; all bf16; f16)
@@ -15,6 +15,20 @@
 //!   number of threads) over the same total bytes;
 //! - the speed-up over the plain per-element loop a user would write (compiled for the
 //!   default target, as a user's crate would be).
+//!
+//! The data (`--data`, both by default): `normal` draws weights, state and gradients from
+//! normal distributions (seeded; weights `0.5*N(0,1)`, state `1e-3*|N(0,1)|`, gradients
+//! `1e-2*N(0,1)`), so that no value is or becomes subnormal while it is timed. `zero-grads` is
+//! the same with a fixed 2% of the gradient entries exactly zero on every step, as dead ReLU
+//! units, absent embedding rows and masked slices give: there the state decays towards zero
+//! and stops in the subnormal range (`0.9 * 2^-149` rounds back to `2^-149`), where some CPUs
+//! (Intel's) take a slow microcode path for every operation on such a value. The states of the
+//! zero entries are set to the steady state the kernel itself reaches (stepping a sample with
+//! zero gradients until no bit changes) before anything is timed. Every table and JSON row
+//! names its data and the count of subnormal `f32` values in the buffers after its timing.
+//!
+//! `--subnormals` picks the crate's subnormal policy (`keep`, the default, IEEE 754; `flush`;
+//! or `both`): see `optkern::Subnormals`. The plain loop always keeps them.
 //!
 //! `--json PATH` writes every row; `--plot PATH` writes an SVG chart of GB/s by size for each
 //! backend, with the bandwidth reference as a dashed line. `--quick`: 4K, 64K and 1M elements,
@@ -31,11 +45,30 @@ use rayon::prelude::*;
 
 use kernels::{AdagradKernel, AdamKernel, Kernel, LR64, LionKernel, MomentumKernel, RmspropKernel};
 use optkern::{
-    Adagrad, Adam, Backend, Element, Executor, Lion, Momentum, Rmsprop, Threads, bf16, f16,
+    Adagrad, Adam, Backend, Element, Executor, Lion, Momentum, Rmsprop, Subnormals, Threads, bf16,
+    f16,
 };
+
+/// The data a setup is timed on (see the module docs).
+#[derive(Clone, Copy, PartialEq)]
+enum Data {
+    Normal,
+    ZeroGrads,
+}
+
+impl Data {
+    fn name(self) -> &'static str {
+        match self {
+            Data::Normal => "normal",
+            Data::ZeroGrads => "zero-grads",
+        }
+    }
+}
 
 struct Options {
     sizes: Vec<usize>,
+    data: Vec<Data>,
+    subnormals: Vec<Subnormals>,
     budget: Duration,
     all: bool,
     json: Option<String>,
@@ -46,6 +79,8 @@ fn options() -> Options {
     let mut sizes = vec![1 << 12, 1 << 16, 1 << 20, 1 << 24];
     let mut budget = Duration::from_millis(200);
     let mut all = false;
+    let mut data = vec![Data::Normal, Data::ZeroGrads];
+    let mut subnormals = vec![Subnormals::Keep];
     let (mut json, mut plot) = (None, None);
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -55,6 +90,22 @@ fn options() -> Options {
                 budget = Duration::from_millis(15);
             }
             "--all" => all = true,
+            "--data" => {
+                data = match args.next().expect("--data needs a name").as_str() {
+                    "normal" => vec![Data::Normal],
+                    "zero-grads" => vec![Data::ZeroGrads],
+                    "both" => vec![Data::Normal, Data::ZeroGrads],
+                    other => panic!("--data {other:?}: normal, zero-grads or both"),
+                }
+            }
+            "--subnormals" => {
+                subnormals = match args.next().expect("--subnormals needs a name").as_str() {
+                    "keep" => vec![Subnormals::Keep],
+                    "flush" => vec![Subnormals::Flush],
+                    "both" => vec![Subnormals::Keep, Subnormals::Flush],
+                    other => panic!("--subnormals {other:?}: keep, flush or both"),
+                }
+            }
             "--json" => json = Some(args.next().expect("--json needs a path")),
             "--plot" => plot = Some(args.next().expect("--plot needs a path")),
             "--sizes" => {
@@ -66,7 +117,7 @@ fn options() -> Options {
             }
             "--help" | "-h" => {
                 println!(
-                    "usage: compare [--quick] [--all] [--sizes N,N,...] [--json PATH] [--plot PATH]"
+                    "usage: compare [--quick] [--all] [--sizes N,N,...] [--data normal|zero-grads|both] [--subnormals keep|flush|both] [--json PATH] [--plot PATH]"
                 );
                 std::process::exit(0);
             }
@@ -75,6 +126,8 @@ fn options() -> Options {
     }
     Options {
         sizes,
+        data,
+        subnormals,
         budget,
         all,
         json,
@@ -167,12 +220,18 @@ struct Row {
     backend: String,
     optimizer: &'static str,
     dtype: &'static str,
+    data: Data,
+    /// The policy of this row (the plain loop: always `Keep`).
+    subnormals: Subnormals,
     n: usize,
     threads: usize,
     seconds: f64,
     gbps: f64,
     fraction_of_bandwidth: f64,
     speedup_vs_plain_loop: f64,
+    /// Subnormal `f32` values (after widening) in the weights, state and gradient after the
+    /// row's timing.
+    subnormal_values: usize,
 }
 
 /// Everything measured, and the bandwidth reference per (bytes, threads).
@@ -246,10 +305,95 @@ fn bandwidth_reference(bytes: usize, threads: usize, budget: Duration) -> f64 {
     (m * 12) as f64 / t.as_secs_f64() * 1e-9
 }
 
+/// A seeded generator (SplitMix64) with normal deviates (Box-Muller).
+struct Gauss(u64);
+
+impl Gauss {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in (0, 1].
+    fn unit(&mut self) -> f64 {
+        ((self.next_u64() >> 11) + 1) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+
+    fn normal(&mut self) -> f32 {
+        let (u, v) = (self.unit(), self.unit());
+        ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
+    }
+}
+
+/// Whether gradient entry `i` is one of the fixed 2% that are zero on every step of
+/// `--data zero-grads`.
+fn zero_entry(i: usize) -> bool {
+    Gauss(i as u64).next_u64().is_multiple_of(50)
+}
+
+fn count_subnormal<E: Element>(values: &[E]) -> usize {
+    values.iter().filter(|x| x.to_f32().is_subnormal()).count()
+}
+
+/// The buffers of one size: see the module docs for the data sets.
+fn make_data<K: Kernel<N>, W: Element, T: Element, G: Element, const N: usize>(
+    kernel: &K,
+    data: Data,
+    n: usize,
+) -> (Vec<W>, [Vec<T>; N], Vec<G>) {
+    let mut rng = Gauss(0x5EED + n as u64);
+    let w: Vec<W> = (0..n).map(|_| W::from_f32(0.5 * rng.normal())).collect();
+    let mut s: [Vec<T>; N] = core::array::from_fn(|_| {
+        (0..n)
+            .map(|_| T::from_f32(1e-3 * rng.normal().abs()))
+            .collect()
+    });
+    let mut g: Vec<G> = (0..n).map(|_| G::from_f32(1e-2 * rng.normal())).collect();
+    if data == Data::ZeroGrads {
+        // The steady state of a zero-gradient entry: a sample stepped with zero gradients,
+        // from the same kind of start, until a step changes no bit of its state.
+        const SAMPLE: usize = 64;
+        let mut sample_w: Vec<W> = (0..SAMPLE)
+            .map(|_| W::from_f32(0.5 * rng.normal()))
+            .collect();
+        let mut sample_s: [Vec<T>; N] = core::array::from_fn(|_| {
+            (0..SAMPLE)
+                .map(|_| T::from_f32(1e-3 * rng.normal().abs()))
+                .collect()
+        });
+        let zeros = vec![G::from_f32(0.0); SAMPLE];
+        let exec = Executor::new().unwrap().with_threads(Threads::Sequential);
+        let bits =
+            |s: &[Vec<T>; N]| -> Vec<u32> { s.iter().flatten().map(|x| x.to_bits32()).collect() };
+        let mut steps = 0;
+        loop {
+            let before = bits(&sample_s);
+            kernel.step(&exec, &mut sample_w, &mut sample_s, &zeros);
+            steps += 1;
+            if bits(&sample_s) == before {
+                break;
+            }
+            assert!(steps < 10_000_000, "{}: no steady state", K::NAME);
+        }
+        for (j, i) in (0..n).filter(|&i| zero_entry(i)).enumerate() {
+            g[i] = G::from_f32(0.0);
+            for k in 0..N {
+                s[k][i] = sample_s[k][j % SAMPLE];
+            }
+        }
+    }
+    (w, s, g)
+}
+
+#[allow(clippy::too_many_arguments)]
 fn setup<K: Kernel<N>, W: Element, T: Element, G: Element, const N: usize>(
     kernel: &K,
     dtype: &'static str,
     name: &str,
+    data: Data,
     opts: &Options,
     results: &mut Results,
 ) {
@@ -258,32 +402,31 @@ fn setup<K: Kernel<N>, W: Element, T: Element, G: Element, const N: usize>(
     writeln!(table).unwrap();
     writeln!(
         table,
-        "{} {name}: w {}, state {} (x{N}), g {} ({per_element} B/element moved)",
+        "{} {name}: w {}, state {} (x{N}), g {} ({per_element} B/element moved); data {}",
         K::NAME,
         W::DTYPE,
         T::DTYPE,
-        G::DTYPE
+        G::DTYPE,
+        data.name()
     )
     .unwrap();
     writeln!(
         table,
-        "{:<12} {:>8} {:>10} {:>12} {:>9} {:>14} {:>14}",
-        "backend", "threads", "n", "time/step", "GB/s", "of bandwidth", "vs plain loop"
+        "{:<18} {:>8} {:>10} {:>12} {:>9} {:>14} {:>14} {:>11}",
+        "backend",
+        "threads",
+        "n",
+        "time/step",
+        "GB/s",
+        "of bandwidth",
+        "vs plain loop",
+        "subnormals"
     )
     .unwrap();
     let all = rayon::current_num_threads();
     for &n in &opts.sizes {
-        let mut w: Vec<W> = (0..n)
-            .map(|i| W::from_f32((i % 1000) as f32 * 1e-3 - 0.5))
-            .collect();
-        let mut s: [Vec<T>; N] = core::array::from_fn(|k| {
-            (0..n)
-                .map(|i| T::from_f32(((i + k) % 77) as f32 * 1e-4))
-                .collect()
-        });
-        let g: Vec<G> = (0..n)
-            .map(|i| G::from_f32((i % 313) as f32 * 1e-4 - 0.0156))
-            .collect();
+        results.progress(&format!("{} {dtype} n={n}: {} data", K::NAME, data.name()));
+        let (mut w, mut s, g) = make_data::<K, W, T, G, N>(kernel, data, n);
         let bytes = n * per_element;
         let gbps = |t: Duration| bytes as f64 / t.as_secs_f64() * 1e-9;
 
@@ -298,53 +441,90 @@ fn setup<K: Kernel<N>, W: Element, T: Element, G: Element, const N: usize>(
                 K::NAME
             ));
             reference[k] = bandwidth_reference(bytes, threads, opts.budget);
-            results
-                .references
-                .push((format!("{} {dtype}", K::NAME), n, threads, reference[k]));
+            results.references.push((
+                format!("{} {dtype} {}", K::NAME, data.name()),
+                n,
+                threads,
+                reference[k],
+            ));
         }
         results.progress(&format!("{} {dtype} n={n}: plain loop", K::NAME));
         let plain = median_time(opts.budget, || kernel.plain(&mut w, &mut s, &g));
-        let make_row = |label: &str, threads: usize, t: Duration| {
+        let make_row = |label: String,
+                        threads: usize,
+                        subnormals: Subnormals,
+                        t: Duration,
+                        subnormal_values: usize| {
             let reference = reference[usize::from(threads > 1)];
             let r = Row {
-                backend: label.to_owned(),
+                backend: label.clone(),
                 optimizer: K::NAME,
                 dtype,
+                data,
+                subnormals,
                 n,
                 threads,
                 seconds: t.as_secs_f64(),
                 gbps: gbps(t),
                 fraction_of_bandwidth: gbps(t) / reference,
                 speedup_vs_plain_loop: plain.as_secs_f64() / t.as_secs_f64(),
+                subnormal_values,
             };
             let line = format!(
-                "{label:<12} {threads:>8} {n:>10} {:>12} {:>9.1} {:>14.2} {:>13.2}x",
+                "{label:<18} {threads:>8} {n:>10} {:>12} {:>9.1} {:>14.2} {:>13.2}x {:>11}",
                 fmt_time(t),
                 r.gbps,
                 r.fraction_of_bandwidth,
-                r.speedup_vs_plain_loop
+                r.speedup_vs_plain_loop,
+                subnormal_values
             );
             (r, line)
         };
-        let (r, line) = make_row("plain-loop", 1, plain);
+        let subnormals = |w: &[W], s: &[Vec<T>; N], g: &[G]| {
+            count_subnormal(w)
+                + s.iter().map(|b| count_subnormal(b)).sum::<usize>()
+                + count_subnormal(g)
+        };
+        let (r, line) = make_row(
+            "plain-loop".into(),
+            1,
+            Subnormals::Keep,
+            plain,
+            subnormals(&w, &s, &g),
+        );
         writeln!(table, "{line}").unwrap();
         results.rows.push(r);
-        for backend in Backend::available() {
-            for &threads in &thread_counts {
-                let policy = if threads == 1 {
+        for (p, &policy) in opts.subnormals.iter().enumerate() {
+            if p > 0 {
+                // Each policy starts from the data as made: a flushing run leaves zeros where
+                // the state was subnormal.
+                (w, s, _) = make_data::<K, W, T, G, N>(kernel, data, n);
+            }
+            for (backend, &threads) in Backend::available()
+                .into_iter()
+                .flat_map(|b| thread_counts.iter().map(move |t| (b, t)))
+            {
+                let threads_policy = if threads == 1 {
                     Threads::Sequential
                 } else {
                     Threads::parallel()
                 };
                 let exec = Executor::with_backend(backend)
                     .unwrap()
-                    .with_threads(policy);
+                    .with_threads(threads_policy)
+                    .with_subnormals(policy);
                 results.progress(&format!(
                     "{} {dtype} n={n}: {backend}, {threads} threads",
                     K::NAME
                 ));
                 let t = median_time(opts.budget, || kernel.step(&exec, &mut w, &mut s, &g));
-                let (r, line) = make_row(backend.name(), threads, t);
+                // The policy is in the label when more than one is measured.
+                let label = if opts.subnormals.len() > 1 {
+                    format!("{} {}", backend.name(), policy.name())
+                } else {
+                    backend.name().to_owned()
+                };
+                let (r, line) = make_row(label, threads, policy, t, subnormals(&w, &s, &g));
                 writeln!(table, "{line}").unwrap();
                 results.rows.push(r);
             }
@@ -355,16 +535,19 @@ fn setup<K: Kernel<N>, W: Element, T: Element, G: Element, const N: usize>(
 }
 
 fn setups<K: Kernel<N>, const N: usize>(kernel: &K, opts: &Options, results: &mut Results) {
-    setup::<K, f32, f32, f32, N>(kernel, "f32", "f32", opts, results);
-    setup::<K, bf16, f32, bf16, N>(
-        kernel,
-        "bf16-f32state",
-        "bf16 weights and gradients, f32 state",
-        opts,
-        results,
-    );
-    setup::<K, bf16, bf16, bf16, N>(kernel, "bf16", "bf16", opts, results);
-    setup::<K, f16, f16, f16, N>(kernel, "f16", "f16", opts, results);
+    for &data in &opts.data {
+        setup::<K, f32, f32, f32, N>(kernel, "f32", "f32", data, opts, results);
+        setup::<K, bf16, f32, bf16, N>(
+            kernel,
+            "bf16-f32state",
+            "bf16 weights and gradients, f32 state",
+            data,
+            opts,
+            results,
+        );
+        setup::<K, bf16, bf16, bf16, N>(kernel, "bf16", "bf16", data, opts, results);
+        setup::<K, f16, f16, f16, N>(kernel, "f16", "f16", data, opts, results);
+    }
 }
 
 fn write_json(path: &str, machine: &str, results: &Results) -> std::io::Result<()> {
@@ -376,6 +559,9 @@ fn write_json(path: &str, machine: &str, results: &Results) -> std::io::Result<(
                 "backend": r.backend,
                 "optimizer": r.optimizer,
                 "dtype": r.dtype,
+                "data": r.data.name(),
+                "subnormals": r.subnormals.name(),
+                "subnormal_values_after": r.subnormal_values,
                 "n": r.n,
                 "threads": r.threads,
                 "seconds": r.seconds,
@@ -393,10 +579,11 @@ fn write_json(path: &str, machine: &str, results: &Results) -> std::io::Result<(
 /// An SVG chart: one panel per optimizer and dtype setup, GB/s against size (log scale), one
 /// line per backend and thread count, the bandwidth reference dashed.
 fn write_plot(path: &str, machine: &str, results: &Results) -> std::io::Result<()> {
-    let mut panels: Vec<(&'static str, &'static str)> = Vec::new();
+    let mut panels: Vec<(&'static str, &'static str, &'static str)> = Vec::new();
     for r in &results.rows {
-        if !panels.contains(&(r.optimizer, r.dtype)) {
-            panels.push((r.optimizer, r.dtype));
+        let panel = (r.optimizer, r.dtype, r.data.name());
+        if !panels.contains(&panel) {
+            panels.push(panel);
         }
     }
     let (pw, ph, cols) = (420.0, 300.0, 2usize);
@@ -450,14 +637,14 @@ fn write_plot(path: &str, machine: &str, results: &Results) -> std::io::Result<(
     }
     let top = 60.0 + 14.0 * (series.len().div_ceil(6) as f64 - 1.0).max(0.0);
     let span = ((max_n as f64) / (min_n as f64)).log2().max(1.0);
-    for (p, (optimizer, dtype)) in panels.iter().enumerate() {
+    for (p, (optimizer, dtype, data)) in panels.iter().enumerate() {
         let (ox, oy) = (10.0 + pw * (p % cols) as f64, top + ph * (p / cols) as f64);
         let (x0, y0, x1, y1) = (ox + 45.0, oy + 25.0, ox + pw - 15.0, oy + ph - 35.0);
         let px = |n: usize| x0 + (x1 - x0) * ((n as f64) / (min_n as f64)).log2() / span;
         let py = |g: f64| y1 - (y1 - y0) * g / (max_gbps * 1.05);
         writeln!(
             svg,
-            r#"<text x="{x0}" y="{}" font-size="12">{optimizer}, {dtype}</text>"#,
+            r#"<text x="{x0}" y="{}" font-size="12">{optimizer}, {dtype}, {data} data</text>"#,
             oy + 16.0
         )
         .unwrap();
@@ -490,7 +677,7 @@ fn write_plot(path: &str, machine: &str, results: &Results) -> std::io::Result<(
             .unwrap();
         }
         writeln!(svg, r#"<text x="{}" y="{}" text-anchor="middle">elements</text><text x="{}" y="{}" transform="rotate(-90 {} {})" text-anchor="middle">GB/s</text>"#, (x0 + x1) / 2.0, y1 + 28.0, ox + 12.0, (y0 + y1) / 2.0, ox + 12.0, (y0 + y1) / 2.0).unwrap();
-        let label = format!("{optimizer} {dtype}");
+        let label = format!("{optimizer} {dtype} {data}");
         for threads in [1usize, rayon::current_num_threads()] {
             let points: Vec<String> = results
                 .references
@@ -510,6 +697,7 @@ fn write_plot(path: &str, machine: &str, results: &Results) -> std::io::Result<(
                 .filter(|r| {
                     r.optimizer == *optimizer
                         && r.dtype == *dtype
+                        && r.data.name() == *data
                         && &r.backend == backend
                         && r.threads == *threads
                 })
@@ -572,12 +760,12 @@ fn main() {
     } else {
         1
     };
-    let per_size = threads + 1 + Backend::available().len() * threads;
+    let per_size = threads + 1 + Backend::available().len() * opts.subnormals.len() * threads;
     let mut results = Results {
         rows: Vec::new(),
         references: Vec::new(),
         done: 0,
-        total: optimizers * 4 * opts.sizes.len() * per_size,
+        total: optimizers * 4 * opts.data.len() * opts.sizes.len() * (per_size + 1),
     };
     setups(
         &MomentumKernel(Momentum::heavy_ball(LR64, 0.9).build().unwrap()),

@@ -20,7 +20,10 @@ use crate::element::{DType, Element};
 use crate::error::{Error, same_len};
 use crate::parallel::{Split, Threads, for_each_chunk, for_each_chunk_many};
 use crate::reduce::{BLOCK, GradNorm, SumSquares, blocks, pairwise_sum};
-use crate::rounding::{StochasticRounding, StreamKey, lane_bits, onto_bf16_grid, onto_f16_grid};
+use crate::rounding::{
+    StochasticRounding, StreamKey, Subnormals, flush_subnormals, lane_bits, onto_bf16_grid,
+    onto_f16_grid,
+};
 
 /// The widest vector of any backend, in `f32` lanes.
 pub(crate) const MAX_LANES: usize = 16;
@@ -198,6 +201,7 @@ pub(crate) struct Context {
     /// Multiplies every gradient value as it is read (finite: checked where it is set).
     pub(crate) grad_scale: f64,
     pub(crate) rounding: Option<StochasticRounding>,
+    pub(crate) subnormals: Subnormals,
 }
 
 impl Context {
@@ -231,6 +235,7 @@ impl Context {
                 update,
                 buffers: t.buffers::<N, 0>(true, []),
                 rounding: None,
+                flush: false,
             })
             .collect();
         self.run_many(kernels, step);
@@ -256,6 +261,7 @@ impl Context {
         for kernel in &mut kernels {
             kernel.buffers.index = index;
             kernel.rounding = key;
+            kernel.flush = self.subnormals == Subnormals::Flush;
             index += kernel.len() as u64;
         }
         for_each_chunk_many(kernels, self.threads, &|kernel| isa.run(kernel));
@@ -357,6 +363,9 @@ pub(crate) struct Elementwise<'a, U, W, T, G, C, const N: usize, const R: usize>
     pub(crate) buffers: Buffers<'a, W, T, G, C, N, R>,
     /// `Some`: store bf16/f16 weights (and the copy) with stochastic rounding.
     pub(crate) rounding: Option<StreamKey>,
+    /// [`Subnormals::Flush`]: flush what is read and what is stored (set by
+    /// [`Context::run_many`]).
+    pub(crate) flush: bool,
 }
 
 impl<U, W, T, G, C, const N: usize, const R: usize> crate::parallel::Split
@@ -378,17 +387,19 @@ where
 
     fn split_at(self, mid: usize) -> (Self, Self) {
         let (lo, hi) = self.buffers.split_at(mid);
-        let (update, rounding) = (self.update, self.rounding);
+        let (update, rounding, flush) = (self.update, self.rounding, self.flush);
         (
             Elementwise {
                 update,
                 buffers: lo,
                 rounding,
+                flush,
             },
             Elementwise {
                 update,
                 buffers: hi,
                 rounding,
+                flush,
             },
         )
     }
@@ -549,6 +560,7 @@ unsafe fn store_weights<S: Lanes, E: Element>(
 struct ElementwiseWalk<'a, U, W, T, G, C, const N: usize, const R: usize> {
     update: U,
     rounding: Option<StreamKey>,
+    flush: bool,
     w: *mut W,
     state: [*mut T; N],
     g: *const G,
@@ -575,13 +587,26 @@ where
             for k in 0..N {
                 s[k] = load_span(simd, self.state[k].add(i), span);
             }
-            let g = if U::READS_GRADIENT {
+            let mut g = if U::READS_GRADIENT {
                 load_span(simd, self.g.add(i), span)
             } else {
                 simd.splat_f32s(0.0)
             };
-            let w = load_span(simd, self.w.add(i), span);
-            let (w_new, s_new, reduced) = self.update.update(simd, w, s, g);
+            let mut w = load_span(simd, self.w.add(i), span);
+            if self.flush {
+                w = flush_subnormals(simd, w);
+                for k in 0..N {
+                    s[k] = flush_subnormals(simd, s[k]);
+                }
+                g = flush_subnormals(simd, g);
+            }
+            let (mut w_new, mut s_new, reduced) = self.update.update(simd, w, s, g);
+            if self.flush {
+                w_new = flush_subnormals(simd, w_new);
+                for k in 0..N {
+                    s_new[k] = flush_subnormals(simd, s_new[k]);
+                }
+            }
             let index = self.index + i as u64;
             if U::WRITES_WEIGHTS {
                 store_weights(simd, self.w.add(i), w_new, span, self.rounding, index);
@@ -635,6 +660,7 @@ where
         let mut walker = ElementwiseWalk {
             update: self.update,
             rounding: self.rounding,
+            flush: self.flush,
             w: w.as_mut_ptr(),
             state: [core::ptr::null_mut::<T>(); N],
             g: g.as_ptr(),

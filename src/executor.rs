@@ -11,7 +11,7 @@ use crate::optim::OptimizerConfig;
 use crate::optim::registry::{Optimizer, registry};
 use crate::parallel::Threads;
 use crate::reduce::{GradNorm, clip_coefficient};
-use crate::rounding::StochasticRounding;
+use crate::rounding::{StochasticRounding, Subnormals};
 
 /// Runs the kernels on a chosen backend with a chosen thread policy.
 ///
@@ -72,6 +72,7 @@ impl Executor {
                 threads: Threads::default(),
                 grad_scale: 1.0,
                 rounding: None,
+                subnormals: Subnormals::Keep,
             },
         })
     }
@@ -117,6 +118,34 @@ impl Executor {
             },
             ..self
         }
+    }
+
+    /// The same executor with another subnormal policy ([`Subnormals::Keep`], the IEEE 754
+    /// default, or [`Subnormals::Flush`]; see there for exactly what is flushed).
+    ///
+    /// ```
+    /// use optkern::{Executor, Momentum, Subnormals};
+    ///
+    /// let config = Momentum::heavy_ball(0.1, 0.9).build()?;
+    /// let (mut w, mut v, g) = (vec![1.0f32; 4], vec![1e-40f32; 4], vec![0.0f32; 4]);
+    /// let exec = Executor::new()?.with_subnormals(Subnormals::Flush);
+    /// exec.momentum_step(&mut w, &mut v, &g, &config, 2)?;
+    /// assert_eq!(v, [0.0; 4]); // read as 0, not decayed to 9e-41
+    /// # Ok::<(), optkern::Error>(())
+    /// ```
+    pub fn with_subnormals(self, subnormals: Subnormals) -> Executor {
+        Executor {
+            ctx: Context {
+                subnormals,
+                ..self.ctx
+            },
+            ..self
+        }
+    }
+
+    /// The subnormal policy.
+    pub fn subnormals(&self) -> Subnormals {
+        self.ctx.subnormals
     }
 
     /// The backend that runs the kernels.

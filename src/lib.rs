@@ -32,6 +32,13 @@
 //!   back on exit, also when a call unwinds. Flush-to-zero, denormals-are-zero or a directed
 //!   rounding mode set by the caller (`torch.set_flush_denormal(True)`, fast-math code,
 //!   `fesetround`) change no bit of a result; the exception flags raised during a call stay raised.
+//! - **Subnormals kept, or flushed on request.** By default ([`Subnormals::Keep`]) subnormal
+//!   values are IEEE 754 values like any other, as in PyTorch. [`Subnormals::Flush`] (per
+//!   [`Executor`] or [`StatefulOptimizer`], saved in checkpoints) turns every subnormal value a
+//!   step reads or stores into a zero of its sign, by comparison and select, not by the
+//!   hardware's modes: the same bits on every backend and thread count. It keeps state that
+//!   decays where gradients are zero from sticking in the subnormal range, where Intel CPUs
+//!   slow down.
 //! - **Compute in `f32`, store in the buffer's type**: half-precision values widen exactly and
 //!   results narrow with round-to-nearest-even, bit for bit as `half::bf16::from_f32` (all 2^32
 //!   inputs) and `half::f16::from_f32` (all non-NaN inputs) do; see [`element`].
@@ -163,7 +170,7 @@ pub use optim::rmsprop::{Rmsprop, RmspropBuilder};
 pub use optim::sgd::{Sgd, SgdBuilder};
 pub use parallel::Threads;
 pub use reduce::GradNorm;
-pub use rounding::StochasticRounding;
+pub use rounding::{StochasticRounding, Subnormals};
 pub use stateful::StatefulOptimizer;
 
 /// What the crate was built for, recorded by its build script: the target, the target

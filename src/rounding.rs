@@ -235,3 +235,57 @@ impl StochasticRounding {
         }
     }
 }
+
+/// What a call does with subnormal values: the crate's subnormal policy, chosen per
+/// [`Executor`](crate::Executor) ([`with_subnormals`](crate::Executor::with_subnormals)) and
+/// per [`StatefulOptimizer`](crate::StatefulOptimizer).
+///
+/// Subnormal `f32`s (magnitude below `2^-126`, [`f32::MIN_POSITIVE`]) are where some CPUs
+/// slow down: Intel's cores take a microcode assist for an arithmetic operation on one (up to
+/// about a hundred cycles), AMD's Zen cores do not. They are what optimizer state turns into
+/// where gradients are zero: `v = 0.9*v` decays to `2^-149` and stays there (`0.9 * 2^-149`
+/// rounds back to `2^-149`), so every later step pays for them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Subnormals {
+    /// IEEE 754: subnormal values are read, computed and stored like any other (the default;
+    /// the results of PyTorch's CPU optimizers).
+    #[default]
+    Keep,
+    /// Every value a step reads (weights, state and gradient, after widening to `f32`, before
+    /// the gradient multiplier) and every result it stores (weights, state and model copy,
+    /// before narrowing to the buffer's type and before stochastic rounding) whose magnitude is below
+    /// `2^-126` becomes a zero of its sign. Nothing else is flushed: the operations inside an
+    /// optimizer's formula keep subnormal intermediate results (the hardware's flush-to-zero
+    /// and denormals-are-zero modes stay off, see the crate's numerics contract), so results
+    /// are the same bits on every backend (scalar included) and thread count.
+    ///
+    /// `f16` buffers have subnormals of their own (`2^-24` to `2^-14`): as `f32` they are
+    /// normal, so they are kept (they cost nothing: the arithmetic is in `f32`). bf16's are
+    /// `f32` subnormals and are flushed. The conversions ([`Executor::convert`]) and the
+    /// gradient norm ([`Executor::grad_norm`], and the check of
+    /// [`Executor::check_and_step`]) read values as they are under either policy.
+    ///
+    /// [`Executor::convert`]: crate::Executor::convert
+    /// [`Executor::grad_norm`]: crate::Executor::grad_norm
+    /// [`Executor::check_and_step`]: crate::Executor::check_and_step
+    Flush,
+}
+
+impl Subnormals {
+    /// The lower-case name (`"keep"`, `"flush"`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Subnormals::Keep => "keep",
+            Subnormals::Flush => "flush",
+        }
+    }
+}
+
+/// [`Subnormals::Flush`] on one vector: each lane whose magnitude is below `2^-126` becomes
+/// the zero of its sign. Bit operations, a comparison and a select: no arithmetic on the small
+/// values (which is what costs on CPUs that penalize them), the same bits on every backend.
+#[inline(always)]
+pub(crate) fn flush_subnormals<S: Simd>(simd: S, x: S::f32s) -> S::f32s {
+    let tiny = simd.less_than_f32s(simd.abs_f32s(x), simd.splat_f32s(f32::MIN_POSITIVE));
+    simd.select_f32s(tiny, simd.and_f32s(x, simd.splat_f32s(-0.0)), x)
+}

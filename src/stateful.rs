@@ -10,7 +10,7 @@ use crate::error::{Error, positive};
 use crate::executor::{Executor, StepReport};
 use crate::optim::bias_corrections;
 use crate::optim::registry::Optimizer;
-use crate::rounding::StochasticRounding;
+use crate::rounding::{StochasticRounding, Subnormals};
 
 /// The options of a [`StatefulOptimizer`] besides its config, all of which a checkpoint keeps.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -20,6 +20,7 @@ struct Options {
     max_grad_norm: Option<f64>,
     skip_non_finite: bool,
     seed: Option<u64>,
+    subnormals: Subnormals,
 }
 
 /// An optimizer that owns its state and steps a whole model: any config of the crate (momentum
@@ -99,6 +100,7 @@ impl<T: Element> fmt::Debug for StatefulOptimizer<T> {
             .field("max_grad_norm", &self.options.max_grad_norm)
             .field("skip_non_finite", &self.options.skip_non_finite)
             .field("stochastic_rounding_seed", &self.options.seed)
+            .field("subnormals", &self.options.subnormals)
             .field("tensor_lengths", &self.lengths)
             .field("backend", &self.executor.backend())
             .finish()
@@ -113,7 +115,7 @@ impl<T: Element> StatefulOptimizer<T> {
     }
 
     /// An optimizer running on `executor`'s backend with its thread policy. The executor's
-    /// gradient multiplier and stochastic-rounding seed become the optimizer's (its
+    /// gradient multiplier, stochastic-rounding seed and subnormal policy become the optimizer's (its
     /// `index_base` is not used: the optimizer numbers the model's elements from 0).
     pub fn with_executor(config: impl Into<Optimizer>, executor: Executor) -> Self {
         StatefulOptimizer {
@@ -128,6 +130,7 @@ impl<T: Element> StatefulOptimizer<T> {
                 max_grad_norm: None,
                 skip_non_finite: false,
                 seed: executor.stochastic_rounding().map(|r| r.seed),
+                subnormals: executor.subnormals(),
             },
             lengths: None,
             state: Vec::new(),
@@ -192,6 +195,18 @@ impl<T: Element> StatefulOptimizer<T> {
     /// The stochastic rounding in use, if any (its `index_base` is 0).
     pub fn stochastic_rounding(&self) -> Option<StochasticRounding> {
         self.options.seed.map(StochasticRounding::new)
+    }
+
+    /// The same optimizer with another subnormal policy (see [`Subnormals`]; the default is
+    /// the executor's, [`Subnormals::Keep`] unless set there). Saved in checkpoints.
+    pub fn with_subnormals(mut self, subnormals: Subnormals) -> Self {
+        self.options.subnormals = subnormals;
+        self
+    }
+
+    /// The subnormal policy.
+    pub fn subnormals(&self) -> Subnormals {
+        self.options.subnormals
     }
 
     /// Sets the gradient multiplier of the coming steps (the inverse loss scale, say). Fails,
@@ -348,7 +363,8 @@ impl<T: Element> StatefulOptimizer<T> {
         let exec = self
             .executor
             .with_grad_scale(self.options.grad_scale)?
-            .with_stochastic_rounding(self.options.seed.map(StochasticRounding::new));
+            .with_stochastic_rounding(self.options.seed.map(StochasticRounding::new))
+            .with_subnormals(self.options.subnormals);
         let result = {
             let mut copies = copies.map(|c| c.iter_mut());
             let mut tensors: Vec<TensorStep<'_, W, T, G, C>> = weights
@@ -394,7 +410,7 @@ impl<T: Element> StatefulOptimizer<T> {
     }
 
     /// The checkpoint: the config, the step count, the options (gradient multiplier, clipping,
-    /// skipping, stochastic-rounding seed) and every state buffer, in the versioned,
+    /// skipping, stochastic-rounding seed, subnormal policy) and every state buffer, in the versioned,
     /// checksummed format documented in [`crate::checkpoint`]. The backend and thread policy
     /// are not saved: every backend gives the same bits.
     pub fn save(&self) -> Vec<u8> {
@@ -404,6 +420,7 @@ impl<T: Element> StatefulOptimizer<T> {
             max_grad_norm,
             skip_non_finite,
             seed,
+            subnormals,
         } = self.options;
         let header = Header {
             config: self.config,
@@ -413,6 +430,7 @@ impl<T: Element> StatefulOptimizer<T> {
             max_grad_norm,
             skip_non_finite,
             seed,
+            subnormals,
             lengths: self.lengths.clone(),
             buffers_per_tensor: self.config.state_buffers().len(),
         };
@@ -500,6 +518,7 @@ impl<T: Element> StatefulOptimizer<T> {
             max_grad_norm: header.max_grad_norm,
             skip_non_finite: header.skip_non_finite,
             seed: header.seed,
+            subnormals: header.subnormals,
         };
         self.lengths = header.lengths;
         self.state = state;

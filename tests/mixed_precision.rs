@@ -11,8 +11,8 @@ use crate::common;
 use common::data::{Misaligned, Rng};
 use common::{backends, pools, proptest_cases, same_bits, sequential, split_finely};
 use optkern::{
-    Adam, Backend, Error, Executor, Lamb, Optimizer, Sgd, StochasticRounding, TensorStep, Threads,
-    WeightDecay, bf16, f16,
+    Adam, Backend, Error, Executor, Lamb, Optimizer, Sgd, StochasticRounding, Subnormals,
+    TensorStep, Threads, WeightDecay, bf16, f16,
 };
 use optkern::{Element, GradNorm};
 use proptest::prelude::*;
@@ -127,6 +127,7 @@ struct Case {
     with_copy: bool,
     rounding: Option<StochasticRounding>,
     scale: f64,
+    subnormals: Subnormals,
 }
 
 fn case() -> impl Strategy<Value = Case> {
@@ -140,9 +141,10 @@ fn case() -> impl Strategy<Value = Case> {
         any::<bool>(),
         proptest::option::of((any::<u64>(), 0u64..1 << 40)),
         prop_oneof![Just(1.0f64), Just(1.0 / 1024.0), Just(0.37), Just(-2.0)],
+        prop_oneof![Just(Subnormals::Keep), Just(Subnormals::Flush)],
     )
         .prop_map(
-            |(kind, lengths, seed, special, step, with_copy, rounding, scale)| Case {
+            |(kind, lengths, seed, special, step, with_copy, rounding, scale, subnormals)| Case {
                 kind,
                 lengths,
                 seed,
@@ -152,6 +154,7 @@ fn case() -> impl Strategy<Value = Case> {
                 rounding: rounding
                     .map(|(seed, index_base)| StochasticRounding { seed, index_base }),
                 scale,
+                subnormals,
             },
         )
 }
@@ -160,6 +163,7 @@ fn executor(base: Executor, case: &Case) -> Executor {
     base.with_grad_scale(case.scale)
         .unwrap()
         .with_stochastic_rounding(case.rounding)
+        .with_subnormals(case.subnormals)
 }
 
 /// The multi-tensor call on every backend and thread count has the scalar oracle's bits, and
@@ -238,7 +242,8 @@ fn many_matches<W: Element, T: Element, G: Element, C: Element>(
         let exec = sequential(Backend::Scalar)
             .with_grad_scale(scale)
             .unwrap()
-            .with_stochastic_rounding(rounding);
+            .with_stochastic_rounding(rounding)
+            .with_subnormals(case.subnormals);
         exec.step_many(
             &mut alone.steps(k..k + 1, case.with_copy),
             &config,

@@ -2,8 +2,9 @@
 //! `tests/common/cases/`: on every backend that runs here (the 16-lane emulations included),
 //! for all 27 combinations of element types, every option of the case's configs, lengths
 //! 0..=2100, misaligned starts, steps from 1 to ten million, and values of every magnitude
-//! (zeros, subnormals, 1e-30 to 1e30, infinities and NaNs), the result has exactly the bits of
-//! the scalar oracle, sequentially and split across 1 and 4 threads. Each case steps through
+//! (zeros, subnormals, 1e-30 to 1e30, infinities and NaNs), under both subnormal policies, the
+//! result has exactly the bits of the scalar oracle, sequentially and split across 1 and 4
+//! threads. Each case steps through
 //! its optimizer's own single-tensor call, so the suite compiles each optimizer's kernels for
 //! the 27 mixes once, and nothing else.
 
@@ -14,7 +15,7 @@ use common::cases::{Case, StepFn, non_negative};
 use common::data::{Misaligned, Rng};
 use common::harness::{Bufs, matches_oracle};
 use common::{run_property, same_bits, sequential};
-use optkern::{Backend, DType, Element, Momentum, Optimizer, Sgd};
+use optkern::{Backend, DType, Element, Momentum, Optimizer, Sgd, Subnormals};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
@@ -26,6 +27,7 @@ struct Layout {
     seed: u64,
     special: bool,
     step: u64,
+    subnormals: Subnormals,
 }
 
 fn layout() -> impl Strategy<Value = Layout> {
@@ -35,13 +37,15 @@ fn layout() -> impl Strategy<Value = Layout> {
         any::<u64>(),
         any::<bool>(),
         prop_oneof![Just(1u64), 2u64..100, 100u64..10_000_000],
+        prop_oneof![Just(Subnormals::Keep), Just(Subnormals::Flush)],
     )
-        .prop_map(|(len, offsets, seed, special, step)| Layout {
+        .prop_map(|(len, offsets, seed, special, step, subnormals)| Layout {
             len,
             offsets,
             seed,
             special,
             step,
+            subnormals,
         })
 }
 
@@ -73,7 +77,14 @@ fn check_bits<W: Element, T: Element, G: Element>(
     );
     matches_oracle(name, &bufs, |exec, b| {
         let (w, s, g) = b.parts();
-        step(exec, w, s, g, config, layout.step)
+        step(
+            &exec.with_subnormals(layout.subnormals),
+            w,
+            s,
+            g,
+            config,
+            layout.step,
+        )
     })
 }
 

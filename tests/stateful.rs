@@ -8,8 +8,8 @@ use common::{backends, same_bits, sequential};
 use optkern::schedule::WarmupCosine;
 use optkern::{
     Adagrad, Adam, CheckpointError, EpsilonPlacement, Error, Executor, Lamb, Lion, Momentum,
-    MomentumForm, Optimizer, Rmsprop, Sgd, StatefulOptimizer, StochasticRounding, TensorStep,
-    WeightDecay, bf16, f16,
+    MomentumForm, Optimizer, Rmsprop, Sgd, StatefulOptimizer, StochasticRounding, Subnormals,
+    TensorStep, WeightDecay, bf16, f16,
 };
 use optkern::{Element, zeroed};
 
@@ -346,7 +346,11 @@ fn run_steps<W: Element, T: Element>(
     }
 }
 
-fn resume_is_bit_exact<W: Element, T: Element>(name: &str, config: Optimizer) {
+fn resume_is_bit_exact<W: Element, T: Element>(
+    name: &str,
+    config: Optimizer,
+    subnormals: Subnormals,
+) {
     let base_lr = config.lr();
     let exec = Executor::new().unwrap();
     let fresh = || {
@@ -354,6 +358,7 @@ fn resume_is_bit_exact<W: Element, T: Element>(name: &str, config: Optimizer) {
             .with_stochastic_rounding(Some(StochasticRounding::new(7)))
             .unwrap()
             .with_skip_non_finite(true)
+            .with_subnormals(subnormals)
     };
     let mut rng = Rng::new(1);
     let w0 = model::<W>(&mut rng);
@@ -384,6 +389,7 @@ fn resume_is_bit_exact<W: Element, T: Element>(name: &str, config: Optimizer) {
             candidates.push((backend.name(), o));
         }
         for (how, mut opt) in candidates {
+            assert_eq!(opt.subnormals(), subnormals, "{name}: resumed by {how}");
             let mut w = w.clone();
             run_steps(&mut opt, &mut w, base_lr, stop + 1, 10);
             for k in 0..LENGTHS.len() {
@@ -403,8 +409,9 @@ fn resume_is_bit_exact<W: Element, T: Element>(name: &str, config: Optimizer) {
 #[test]
 fn resuming_from_a_checkpoint_is_bit_exact() {
     for (name, config) in configs() {
-        resume_is_bit_exact::<f32, f32>(name, config);
-        resume_is_bit_exact::<bf16, bf16>(name, config);
+        resume_is_bit_exact::<f32, f32>(name, config, Subnormals::Keep);
+        resume_is_bit_exact::<bf16, bf16>(name, config, Subnormals::Keep);
+        resume_is_bit_exact::<bf16, bf16>(name, config, Subnormals::Flush);
     }
 }
 

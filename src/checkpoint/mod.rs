@@ -18,7 +18,7 @@
 //! | | k | the config flags (`u8`), in the order of the table below |
 //! | | 8 | steps taken (`u64`) |
 //! | | 8 | gradient multiplier (`f64`) |
-//! | | 1 | options (`u8`): bit 0 clipping on, bit 1 skip non-finite steps, bit 2 stochastic rounding, bit 3 state allocated; other bits 0 |
+//! | | 1 | options (`u8`): bit 0 clipping on, bit 1 skip non-finite steps, bit 2 stochastic rounding, bit 3 state allocated, bit 4 subnormals flushed ([`Subnormals::Flush`]); other bits 0 |
 //! | | 8 | clipping `max_norm` (`f64`; 0 when off) |
 //! | | 8 | stochastic rounding seed (`u64`; 0 when off) |
 //! | | 8 | `t`: number of tensors (`u64`; 0 when the state is not allocated) |
@@ -51,6 +51,7 @@ mod crc;
 use crate::element::{DType, Element};
 pub use crate::error::CheckpointError;
 use crate::optim::registry::Optimizer;
+use crate::rounding::Subnormals;
 use crc::crc32;
 
 /// The first eight bytes of every checkpoint.
@@ -79,6 +80,8 @@ pub(crate) struct Header {
     pub(crate) skip_non_finite: bool,
     /// The stochastic-rounding seed, if on.
     pub(crate) seed: Option<u64>,
+    /// The subnormal policy.
+    pub(crate) subnormals: Subnormals,
     /// `None` when the state was not allocated.
     pub(crate) lengths: Option<Vec<usize>>,
     pub(crate) buffers_per_tensor: usize,
@@ -97,6 +100,10 @@ const CLIP: u8 = 1;
 const SKIP: u8 = 2;
 const ROUNDING: u8 = 4;
 const ALLOCATED: u8 = 8;
+/// Set only for [`Subnormals::Flush`], so that a checkpoint of the default policy has the
+/// bytes it had before the policy existed (and a reader that predates it refuses a flushing
+/// one, as an unknown bit).
+const FLUSH: u8 = 16;
 
 /// Writes a checkpoint: everything but the state, which `write_state` appends (exactly
 /// `sum(lengths) * buffers_per_tensor * dtype.size()` bytes), then the checksum.
@@ -109,6 +116,7 @@ pub(crate) fn write(header: &Header, write_state: impl FnOnce(&mut Vec<u8>)) -> 
         max_grad_norm,
         skip_non_finite,
         seed,
+        subnormals,
         ref lengths,
         buffers_per_tensor,
     } = *header;
@@ -156,6 +164,9 @@ pub(crate) fn write(header: &Header, write_state: impl FnOnce(&mut Vec<u8>)) -> 
     }
     if lengths.is_some() {
         bits |= ALLOCATED;
+    }
+    if subnormals == Subnormals::Flush {
+        bits |= FLUSH;
     }
     out.push(bits);
     let max_norm = max_grad_norm.unwrap_or(0.0);
@@ -310,7 +321,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<(Header, &[u8]), CheckpointError> {
         });
     }
     let bits = r.u8()?;
-    if bits & !(CLIP | SKIP | ROUNDING | ALLOCATED) != 0 {
+    if bits & !(CLIP | SKIP | ROUNDING | ALLOCATED | FLUSH) != 0 {
         return Err(CheckpointError::Malformed {
             reason: "unknown option bits are set",
         });
@@ -369,6 +380,11 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<(Header, &[u8]), CheckpointError> {
         max_grad_norm,
         skip_non_finite: bits & SKIP != 0,
         seed,
+        subnormals: if bits & FLUSH != 0 {
+            Subnormals::Flush
+        } else {
+            Subnormals::Keep
+        },
         lengths: (bits & ALLOCATED != 0).then_some(lengths),
         buffers_per_tensor,
     };

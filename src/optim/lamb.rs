@@ -447,6 +447,7 @@ impl OptimizerConfig for Lamb {
                 update: moments,
                 buffers: t.buffers::<2, 2>(false, [&mut w_sq[..], &mut u_sq[..]]),
                 rounding: None,
+                flush: false,
             })
             .collect();
         ctx.run_many(kernels, step);
@@ -463,6 +464,7 @@ impl OptimizerConfig for Lamb {
                     },
                     buffers: t.buffers::<2, 0>(true, []),
                     rounding: None,
+                    flush: false,
                 }
             })
             .collect();
