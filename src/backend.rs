@@ -27,7 +27,9 @@ pub enum Backend {
     /// aarch64 with NEON (Advanced SIMD): 4 `f32` lanes.
     Neon,
     /// The 16-lane code paths run in portable code (pulp's `Scalar512b`): for the crate's
-    /// tests, so that 16-lane logic is exercised on machines without AVX-512.
+    /// tests, so that 16-lane logic is exercised on machines without AVX-512. Available only
+    /// off x86-64: there the AVX2-pair emulation runs the same walk, and compiling both made
+    /// the library's test build more than twice its time.
     #[cfg(feature = "emulated-backends")]
     #[doc(hidden)]
     EmulatedScalar16,
@@ -175,7 +177,11 @@ impl Backend {
             Backend::Avx512 => _detected.avx512.map(Isa::Avx512),
             #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
             Backend::Neon => _detected.neon.map(Isa::Neon),
-            #[cfg(all(feature = "emulated-backends", not(optkern_no_scalar16)))]
+            #[cfg(all(
+                feature = "emulated-backends",
+                not(target_arch = "x86_64"),
+                not(optkern_no_scalar16)
+            ))]
             Backend::EmulatedScalar16 => Some(Isa::Scalar16),
             #[cfg(all(feature = "emulated-backends", target_arch = "x86_64"))]
             Backend::EmulatedAvx2Pair => _detected.avx2.map(Isa::Avx2Pair),

@@ -11,7 +11,7 @@
 //! | AVX2 + FMA + F16C | `pulp::x86::V3` | 8 | [`x86`] |
 //! | AVX-512 (F, BW, CD, DQ, VL) | `pulp::x86::V4` | 16 | [`x86`] |
 //! | NEON | `pulp::aarch64::Neon` | 4 | [`aarch64`] |
-//! | 16 emulated scalar lanes (tests) | `pulp::Scalar512b` | 16 | [`portable`] |
+//! | 16 emulated scalar lanes (tests, not on x86-64) | `pulp::Scalar512b` | 16 | [`portable`] |
 //! | AVX2 on 16-lane vectors (tests) | `pulp::x86::V3_512b` | 16 | [`x86`] |
 //!
 //! A kernel is a [`Kernel`]: a value with a `run` method generic over [`Lanes`]. [`Isa::run`]
@@ -85,8 +85,13 @@ pub(crate) enum Isa {
     Avx512(x86::Avx512),
     #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
     Neon(aarch64::NeonToken),
-    // Left out of the emulated CI builds (`--cfg optkern_no_scalar16`), which never run it.
-    #[cfg(all(feature = "emulated-backends", not(optkern_no_scalar16)))]
+    // Compiled only where no AVX2-pair emulation covers the 16-lane walk (not on x86-64), and
+    // left out of the emulated CI builds (`--cfg optkern_no_scalar16`), which never run it.
+    #[cfg(all(
+        feature = "emulated-backends",
+        not(target_arch = "x86_64"),
+        not(optkern_no_scalar16)
+    ))]
     Scalar16,
     #[cfg(all(feature = "emulated-backends", target_arch = "x86_64"))]
     Avx2Pair(x86::Avx2),
@@ -106,7 +111,11 @@ impl Isa {
             Isa::Avx512(token) => token.run(kernel),
             #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
             Isa::Neon(token) => token.run(kernel),
-            #[cfg(all(feature = "emulated-backends", not(optkern_no_scalar16)))]
+            #[cfg(all(
+                feature = "emulated-backends",
+                not(target_arch = "x86_64"),
+                not(optkern_no_scalar16)
+            ))]
             Isa::Scalar16 => kernel.run(pulp::Scalar512b),
             #[cfg(all(feature = "emulated-backends", target_arch = "x86_64"))]
             Isa::Avx2Pair(token) => token.run_pair(kernel),
