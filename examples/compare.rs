@@ -30,7 +30,9 @@
 //! `--subnormals` picks the crate's subnormal policy (`keep`, the default, IEEE 754; `flush`;
 //! or `both`): see `optkern::Subnormals`. The plain loop always keeps them.
 //!
-//! `--json PATH` writes every row; `--plot PATH` writes an SVG chart of GB/s by size for each
+//! `--dump DIR` writes the starting buffers of every setup (raw little-endian, with a JSON
+//! description beside each) for `scripts/compare-peers.sh`, which times other libraries'
+//! optimizers on the same arrays. `--json PATH` writes every row; `--plot PATH` writes an SVG chart of GB/s by size for each
 //! backend, with the bandwidth reference as a dashed line. `--quick`: 4K, 64K and 1M elements,
 //! shorter timing, well under a minute.
 
@@ -73,6 +75,8 @@ struct Options {
     all: bool,
     json: Option<String>,
     plot: Option<String>,
+    /// `--dump DIR`: where the starting buffers of every setup are written.
+    dump: Option<String>,
 }
 
 fn options() -> Options {
@@ -81,7 +85,7 @@ fn options() -> Options {
     let mut all = false;
     let mut data = vec![Data::Normal, Data::ZeroGrads];
     let mut subnormals = vec![Subnormals::Keep];
-    let (mut json, mut plot) = (None, None);
+    let (mut json, mut plot, mut dump) = (None, None, None);
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -108,6 +112,7 @@ fn options() -> Options {
             }
             "--json" => json = Some(args.next().expect("--json needs a path")),
             "--plot" => plot = Some(args.next().expect("--plot needs a path")),
+            "--dump" => dump = Some(args.next().expect("--dump needs a folder")),
             "--sizes" => {
                 let list = args.next().expect("--sizes needs a comma-separated list");
                 sizes = list
@@ -117,7 +122,7 @@ fn options() -> Options {
             }
             "--help" | "-h" => {
                 println!(
-                    "usage: compare [--quick] [--all] [--sizes N,N,...] [--data normal|zero-grads|both] [--subnormals keep|flush|both] [--json PATH] [--plot PATH]"
+                    "usage: compare [--quick] [--all] [--sizes N,N,...] [--data normal|zero-grads|both] [--subnormals keep|flush|both] [--json PATH] [--plot PATH] [--dump DIR]"
                 );
                 std::process::exit(0);
             }
@@ -132,6 +137,7 @@ fn options() -> Options {
         all,
         json,
         plot,
+        dump,
     }
 }
 
@@ -388,6 +394,53 @@ fn make_data<K: Kernel<N>, W: Element, T: Element, G: Element, const N: usize>(
     (w, s, g)
 }
 
+/// Appends `values` to `out` as little-endian bytes of their own type.
+fn put<E: Element>(out: &mut Vec<u8>, values: &[E]) {
+    for x in values {
+        let bits = x.to_bits32();
+        match E::DTYPE.size() {
+            4 => out.extend_from_slice(&bits.to_le_bytes()),
+            _ => out.extend_from_slice(&(bits as u16).to_le_bytes()),
+        }
+    }
+}
+
+/// `--dump`: writes a setup's starting buffers (weights, each state buffer, gradient, one after
+/// the other, little-endian) to `DIR/{optimizer}-{dtype}-{data}-{n}.bin` and describes the file
+/// in `DIR/{same}.json`, so that another program (scripts/compare-peers.sh) can time its own
+/// optimizers on the same arrays.
+fn dump<K: Kernel<N>, W: Element, T: Element, G: Element, const N: usize>(
+    dir: &str,
+    dtype: &str,
+    data: Data,
+    w: &[W],
+    s: &[Vec<T>; N],
+    g: &[G],
+) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let n = w.len();
+    let stem = format!("{dir}/{}-{dtype}-{}-{n}", K::NAME, data.name());
+    let mut bytes = Vec::with_capacity(n * (2 * W::DTYPE.size() + N * T::DTYPE.size()));
+    put(&mut bytes, w);
+    for b in s {
+        put(&mut bytes, b);
+    }
+    put(&mut bytes, g);
+    std::fs::write(format!("{stem}.bin"), bytes)?;
+    let meta = serde_json::json!({
+        "optimizer": K::NAME,
+        "dtype": dtype,
+        "data": data.name(),
+        "n": n,
+        "weights": W::DTYPE.to_string(),
+        "states": N,
+        "state": T::DTYPE.to_string(),
+        "gradient": G::DTYPE.to_string(),
+        "zero_gradients": g.iter().filter(|x| x.to_f32() == 0.0).count(),
+    });
+    std::fs::write(format!("{stem}.json"), meta.to_string())
+}
+
 #[allow(clippy::too_many_arguments)]
 fn setup<K: Kernel<N>, W: Element, T: Element, G: Element, const N: usize>(
     kernel: &K,
@@ -427,6 +480,9 @@ fn setup<K: Kernel<N>, W: Element, T: Element, G: Element, const N: usize>(
     for &n in &opts.sizes {
         results.progress(&format!("{} {dtype} n={n}: {} data", K::NAME, data.name()));
         let (mut w, mut s, g) = make_data::<K, W, T, G, N>(kernel, data, n);
+        if let Some(dir) = &opts.dump {
+            dump::<K, W, T, G, N>(dir, dtype, data, &w, &s, &g).expect("writing the data");
+        }
         let bytes = n * per_element;
         let gbps = |t: Duration| bytes as f64 / t.as_secs_f64() * 1e-9;
 

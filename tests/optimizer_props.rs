@@ -124,7 +124,9 @@ fn fixed_type_calls_match_config_calls() {
         sgd: fn(&mut [E], &[E], f32),
     ) {
         let mut rng = Rng::new(7);
-        for len in [0, 1, 7, 8, 15, 16, 17, 100, 1000, 70_000] {
+        // 300_000: above `Threads::DEFAULT_MIN_LEN`, so that the default executor of the fixed-type
+        // calls splits it across the pool.
+        for len in [0, 1, 7, 8, 15, 16, 17, 100, 1000, 300_000] {
             let mk = |rng: &mut Rng| Misaligned::<E>::new(len, 3, || rng.value(false));
             let (w0, v0, g) = (mk(&mut rng), mk(&mut rng), mk(&mut rng));
             let config = Momentum::heavy_ball(0.01, 0.9).build().unwrap();
