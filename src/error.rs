@@ -121,10 +121,19 @@ impl fmt::Display for Error {
                 value,
                 requirement,
             } => {
-                write!(
-                    f,
-                    "invalid hyperparameter {name} = {value}: it must be {requirement}"
-                )
+                let rounded = *value as f32;
+                if f64::from(rounded) == *value || value.is_nan() {
+                    write!(
+                        f,
+                        "invalid hyperparameter {name} = {value}: it must be {requirement}"
+                    )
+                } else {
+                    write!(
+                        f,
+                        "invalid hyperparameter {name} = {value} ({rounded:e} in f32): it must \
+                         be {requirement}"
+                    )
+                }
             }
             Error::IncompatibleOptions { reason } => write!(f, "incompatible options: {reason}"),
             Error::StateBuffer {
@@ -361,41 +370,43 @@ impl Error {
     }
 }
 
-/// Checks that `value` is finite and `>= 0`.
+/// Checks that `value` is finite and `>= 0`, in `f64` and rounded to `f32`.
 pub(crate) fn non_negative(name: &'static str, value: f64) -> Result<(), Error> {
-    if value.is_finite() && value >= 0.0 {
+    if value.is_finite() && value >= 0.0 && (value as f32).is_finite() {
         Ok(())
     } else {
         Err(Error::InvalidHyperparameter {
             name,
             value,
-            requirement: "finite and >= 0",
+            requirement: "finite and >= 0, also once rounded to f32 (the kernels' precision)",
         })
     }
 }
 
-/// Checks that `value` is finite and `> 0`.
+/// Checks that `value` is finite and `> 0`, in `f64` and rounded to `f32` (where `1e-50`
+/// becomes 0 and `1e39` infinity).
 pub(crate) fn positive(name: &'static str, value: f64) -> Result<(), Error> {
-    if value.is_finite() && value > 0.0 {
+    let rounded = value as f32;
+    if value.is_finite() && value > 0.0 && rounded.is_finite() && rounded > 0.0 {
         Ok(())
     } else {
         Err(Error::InvalidHyperparameter {
             name,
             value,
-            requirement: "finite and > 0",
+            requirement: "finite and > 0, also once rounded to f32 (the kernels' precision)",
         })
     }
 }
 
-/// Checks that `0 <= value < 1`.
+/// Checks that `0 <= value < 1`, in `f64` and rounded to `f32` (where `1 - 1e-9` becomes 1).
 pub(crate) fn unit_interval_open(name: &'static str, value: f64) -> Result<(), Error> {
-    if (0.0..1.0).contains(&value) {
+    if (0.0..1.0).contains(&value) && (value as f32) < 1.0 {
         Ok(())
     } else {
         Err(Error::InvalidHyperparameter {
             name,
             value,
-            requirement: "in [0, 1)",
+            requirement: "in [0, 1), also once rounded to f32 (the kernels' precision)",
         })
     }
 }

@@ -93,7 +93,7 @@ impl Executor {
     /// written. The multiplier is rounded once to `f32` (with the sign of `maximize` folded
     /// in). Fails if `scale` is not finite.
     pub fn with_grad_scale(self, scale: f64) -> Result<Executor, Error> {
-        if scale.is_finite() {
+        if scale.is_finite() && (scale as f32).is_finite() {
             Ok(Executor {
                 ctx: self.ctx.with_grad_scale(scale),
                 ..self
@@ -102,7 +102,7 @@ impl Executor {
             Err(Error::InvalidHyperparameter {
                 name: "grad_scale",
                 value: scale,
-                requirement: "finite",
+                requirement: "finite, also once rounded to f32 (the kernels' precision)",
             })
         }
     }

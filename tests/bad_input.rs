@@ -191,6 +191,85 @@ fn invalid_hyperparameters_are_refused_with_their_name() {
     assert_eq!(config.lr(), 0.1, "a refused set_lr keeps the old value");
 }
 
+/// Every hyperparameter is checked as the `f32` the kernels use, not only as the `f64` it was
+/// given: values that round to 0, to 1 or to infinity are refused with a message that gives
+/// the `f32` value; values at the edge that stay valid in `f32` are accepted.
+#[test]
+fn hyperparameters_are_checked_in_f32() {
+    use optkern::{Adam, Lion};
+    let refusals = [
+        // eps 1e-50 is 0 in f32: 0/0 on a zero state and gradient.
+        (
+            Adam::builder(1e-3).eps(1e-50).build().map(drop),
+            "eps",
+            "0e0",
+        ),
+        // 1 - 1e-9 is exactly 1 in f32: the velocity never decays.
+        (
+            Momentum::heavy_ball(0.1, 1.0 - 1e-9).build().map(drop),
+            "momentum",
+            "1e0",
+        ),
+        (Sgd::builder(1e39).build().map(drop), "lr", "inf"),
+        (
+            Sgd::builder(0.1)
+                .weight_decay(WeightDecay::L2(1e39))
+                .build()
+                .map(drop),
+            "weight_decay",
+            "inf",
+        ),
+        (
+            Executor::new().unwrap().with_grad_scale(1e39).map(drop),
+            "grad_scale",
+            "inf",
+        ),
+        // Decoupled decay with lr * wd > 1: the weights would flip sign every step.
+        (
+            Adam::adamw(10.0, 0.5).build().map(drop),
+            "weight_decay",
+            "1 / lr",
+        ),
+        (
+            Lion::builder(1.0)
+                .weight_decay(WeightDecay::Decoupled(2.0))
+                .build()
+                .map(drop),
+            "weight_decay",
+            "1 / lr",
+        ),
+        (
+            Adam::adamw(1e20, 1e20).build().map(drop),
+            "weight_decay",
+            "1 / lr",
+        ),
+    ];
+    for (result, name, became) in refusals {
+        let msg = result.expect_err("should be refused").to_string();
+        assert!(msg.contains(name), "{msg:?} should name {name}");
+        assert!(msg.contains(became), "{msg:?} should say {became:?}");
+    }
+    // The edges that stay valid in f32.
+    Adam::builder(1e-3)
+        .eps(1e-45)
+        .build()
+        .expect("eps 1e-45 is > 0 in f32");
+    Momentum::heavy_ball(0.1, 1.0 - 1e-7)
+        .build()
+        .expect("1 - 1e-7 is below 1 in f32");
+    Adam::adamw(10.0, 0.1)
+        .build()
+        .expect("lr * wd = 1: the decay factor is 0, not negative");
+    // A refused set_lr keeps the config as it was.
+    let mut config = Adam::adamw(1.0, 0.1).build().unwrap();
+    let err = config.set_lr(20.0).expect_err("1 - 20 * 0.1 < 0");
+    assert!(err.to_string().contains("weight_decay"), "{err}");
+    assert_eq!(config.lr().to_bits(), 1.0f64.to_bits());
+    let mut config = Adam::builder(1e-3).build().unwrap();
+    assert!(config.set_lr(1e39).is_err());
+    assert_eq!(config.lr().to_bits(), 1e-3f64.to_bits());
+}
+
 #[test]
 fn step_zero_is_refused() {
     let config = Momentum::heavy_ball(0.1, 0.9).build().unwrap();

@@ -147,10 +147,24 @@ impl Common {
         }
     }
 
-    /// The learning rate finite and `>= 0`, the weight decay valid.
+    /// The learning rate finite and `>= 0`, the weight decay valid, and for decoupled decay
+    /// `lr * weight_decay <= 1`: the factor `1 - lr * weight_decay` that multiplies the
+    /// weights (computed in `f64`, rounded once to `f32`) is not negative, so the weights never
+    /// flip sign from the decay alone (PyTorch accepts such a factor).
     pub(crate) fn validate(&self) -> Result<(), Error> {
         non_negative("lr", self.lr)?;
-        self.weight_decay.validate()
+        self.weight_decay.validate()?;
+        if let WeightDecay::Decoupled(wd) = self.weight_decay
+            && self.weight_decay.decay_factor(self.lr) < 0.0
+        {
+            return Err(Error::InvalidHyperparameter {
+                name: "weight_decay",
+                value: wd,
+                requirement: "at most 1 / lr with decoupled decay (the weights are multiplied \
+                              by 1 - lr * weight_decay, which must not be negative)",
+            });
+        }
+        Ok(())
     }
 
     /// How the gradient is read with the multiplier `scale`.
@@ -178,10 +192,12 @@ macro_rules! common_options {
                 self.common.weight_decay
             }
             /// Changes the learning rate (for a schedule), checking it as `build` does:
-            /// finite and `>= 0`. Nothing changes when it fails.
+            /// finite and `>= 0` (also in `f32`), and with decoupled weight decay
+            /// `lr * weight_decay <= 1`. Nothing changes when it fails.
             pub fn set_lr(&mut self, lr: f64) -> Result<(), $crate::Error> {
-                $crate::error::non_negative("lr", lr)?;
-                self.common.lr = lr;
+                let common = $crate::optim::Common { lr, ..self.common };
+                common.validate()?;
+                self.common = common;
                 Ok(())
             }
         }

@@ -327,10 +327,12 @@ pub mod any_valid {
 
     pub fn weight_decay() -> impl Strategy<Value = WeightDecay> {
         let wd = (-6.0f64..0.0).prop_map(|e| 10f64.powf(e));
+        // Decoupled decay below 0.1, so that `lr * wd <= 1` for every `lr()` (below 10).
+        let decoupled = (-6.0f64..-1.0).prop_map(|e| 10f64.powf(e));
         prop_oneof![
             Just(WeightDecay::None),
-            wd.clone().prop_map(WeightDecay::L2),
-            wd.prop_map(WeightDecay::Decoupled),
+            wd.prop_map(WeightDecay::L2),
+            decoupled.prop_map(WeightDecay::Decoupled),
         ]
     }
 
