@@ -85,6 +85,21 @@ pub enum Error {
         /// The length the state was made for.
         expected: usize,
     },
+    /// Stochastic rounding numbers a call's elements from its `index_base`, and the last
+    /// index would not fit in a `u64` (`index_base + elements` must not exceed `u64::MAX`).
+    RoundingIndexOverflow {
+        /// The first index.
+        index_base: u64,
+        /// The number of elements the call writes.
+        elements: usize,
+    },
+    /// A [`StatefulOptimizer`](crate::StatefulOptimizer) has counted `u64::MAX - 1` steps: the
+    /// next one would leave its count without a successor (a checkpoint with a count of
+    /// `u64::MAX` is refused).
+    StepCountExhausted {
+        /// The steps taken.
+        steps: u64,
+    },
     /// A checkpoint was refused.
     Checkpoint(CheckpointError),
     /// The backend asked for cannot run on this CPU.
@@ -186,6 +201,18 @@ impl fmt::Display for Error {
                 f,
                 "tensor {tensor} has {len} elements, but the optimizer's state was made for {expected}"
             ),
+            Error::RoundingIndexOverflow {
+                index_base,
+                elements,
+            } => write!(
+                f,
+                "stochastic rounding numbers elements from index_base {index_base}: {elements} \
+                 elements run past u64::MAX (index_base + elements must not exceed it)"
+            ),
+            Error::StepCountExhausted { steps } => write!(
+                f,
+                "the optimizer has taken {steps} steps, the most its step count allows"
+            ),
             Error::Checkpoint(error) => write!(f, "{error}"),
             Error::BackendUnavailable {
                 backend,
@@ -267,6 +294,19 @@ pub enum CheckpointError {
         /// The optimizer it was loaded into.
         expected: &'static str,
     },
+    /// The file holds the same kind of optimizer with another discrete choice of its config
+    /// (a flag of its checkpoint record: AMSGrad or not, centered or not, the momentum form,
+    /// the weight-decay mode, ...), whose state means something else or holds other buffers.
+    ConfigMismatch {
+        /// The optimizer.
+        optimizer: &'static str,
+        /// The option, as the builder names it.
+        option: &'static str,
+        /// Its code in the file (see the optimizer's checkpoint record).
+        file: u8,
+        /// Its code in the optimizer it was loaded into.
+        expected: u8,
+    },
     /// The file's state has another element type.
     DTypeMismatch {
         /// The type in the file.
@@ -324,6 +364,17 @@ impl fmt::Display for CheckpointError {
                 f,
                 "the checkpoint holds {file} state, but the optimizer is {expected}"
             ),
+            CheckpointError::ConfigMismatch {
+                optimizer,
+                option,
+                file,
+                expected,
+            } => write!(
+                f,
+                "the checkpoint holds {optimizer} state with another {option} (code {file} in the \
+                 file, {expected} in the optimizer): it is another optimizer's state \
+                 (StatefulOptimizer::from_checkpoint takes the file's config)"
+            ),
             CheckpointError::DTypeMismatch { file, expected } => write!(
                 f,
                 "the checkpoint's state is {file}, but the optimizer keeps its state in {expected}"
@@ -379,6 +430,20 @@ pub(crate) fn non_negative(name: &'static str, value: f64) -> Result<(), Error> 
             name,
             value,
             requirement: "finite and >= 0, also once rounded to f32 (the kernels' precision)",
+        })
+    }
+}
+
+/// Checks that `value` is finite, in `f64` and rounded to `f32` (where `1e39` becomes
+/// infinity).
+pub(crate) fn finite(name: &'static str, value: f64) -> Result<(), Error> {
+    if value.is_finite() && (value as f32).is_finite() {
+        Ok(())
+    } else {
+        Err(Error::InvalidHyperparameter {
+            name,
+            value,
+            requirement: "finite, also once rounded to f32 (the kernels' precision)",
         })
     }
 }

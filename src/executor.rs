@@ -6,7 +6,7 @@ use crate::arch::fpenv::Environment;
 use crate::backend::Backend;
 use crate::driver::{Context, TensorStep};
 use crate::element::{DType, Element, Slice, SliceMut, bf16, f16};
-use crate::error::{Error, positive, same_len};
+use crate::error::{Error, finite, positive, same_len};
 use crate::optim::OptimizerConfig;
 use crate::optim::registry::{Optimizer, registry};
 use crate::parallel::Threads;
@@ -93,18 +93,11 @@ impl Executor {
     /// written. The multiplier is rounded once to `f32` (with the sign of `maximize` folded
     /// in). Fails if `scale` is not finite.
     pub fn with_grad_scale(self, scale: f64) -> Result<Executor, Error> {
-        if scale.is_finite() && (scale as f32).is_finite() {
-            Ok(Executor {
-                ctx: self.ctx.with_grad_scale(scale),
-                ..self
-            })
-        } else {
-            Err(Error::InvalidHyperparameter {
-                name: "grad_scale",
-                value: scale,
-                requirement: "finite, also once rounded to f32 (the kernels' precision)",
-            })
-        }
+        finite("grad_scale", scale)?;
+        Ok(Executor {
+            ctx: self.ctx.with_grad_scale(scale),
+            ..self
+        })
     }
 
     /// The same executor, storing bf16 and f16 weights (and model copies) with stochastic
@@ -245,6 +238,7 @@ impl Executor {
         step: u64,
     ) -> Result<(), Error> {
         check_many(tensors, optimizer, step)?;
+        self.check_indices(tensors.iter().map(|t| t.weights.len()).sum())?;
         let _env = Environment::enter();
         optimizer.step_many(&self.ctx, tensors, step);
         Ok(())
@@ -281,6 +275,7 @@ impl Executor {
             positive("max_norm", max)?;
         }
         check_many(tensors, optimizer, step)?;
+        self.check_indices(tensors.iter().map(|t| t.weights.len()).sum())?;
         let grads: Vec<&[G]> = tensors.iter().map(|t| t.grad).collect();
         let grad_norm = self.grad_norm(&grads);
         if !grad_norm.is_finite() {
@@ -345,8 +340,24 @@ impl Executor {
         let state = given.iter_mut().filter_map(|(_, b)| b.take()).collect();
         let mut tensor = [TensorStep::new(w, state, g)];
         tensor[0].check(call, names)?;
+        self.check_indices(tensor[0].weights.len())?;
         config.step_many(&self.ctx, &mut tensor, step);
         Ok(())
+    }
+
+    /// Checks that stochastic rounding, if on, can number `elements` elements from its
+    /// `index_base` without running past `u64::MAX` (checked before anything is written, so
+    /// that no chunk wraps or panics part-way through a call).
+    fn check_indices(&self, elements: usize) -> Result<(), Error> {
+        match self.ctx.rounding {
+            Some(r) if r.index_base.checked_add(elements as u64).is_none() => {
+                Err(Error::RoundingIndexOverflow {
+                    index_base: r.index_base,
+                    elements,
+                })
+            }
+            _ => Ok(()),
+        }
     }
 
     /// [`step_one`](Self::step_one) for an optimizer with no state buffers, the element types

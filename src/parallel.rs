@@ -20,6 +20,10 @@ pub enum Threads {
     /// elements (rounded up to a multiple of 64) and run on the current rayon pool: the global
     /// pool, or the one a caller entered with `pool.install(..)`. Smaller buffers run on the
     /// calling thread, where spawning would cost more than it saves.
+    ///
+    /// Every value is valid: `min_len` 0 or 1 splits every buffer of more than 64 elements,
+    /// `min_chunk` 0 means 1 (64 after rounding), and a `min_chunk` at or above a call's
+    /// length (up to `usize::MAX`) makes the whole call one chunk, run on the calling thread.
     Parallel {
         /// Below this many elements, the call stays on the calling thread.
         min_len: usize,
@@ -83,7 +87,8 @@ pub(crate) fn for_each_chunk<B: Split>(buffers: B, threads: Threads, work: &(imp
             }
             // Several chunks per worker, so that work stealing evens out uneven cores.
             let per_task = n.div_ceil(workers * 4);
-            let chunk = round_up(per_task.max(min_chunk).max(1), align);
+            // At most the whole buffer, so that rounding up cannot overflow.
+            let chunk = round_up(per_task.max(min_chunk).clamp(1, n), align);
             split_recursively(buffers, chunk, work);
         }
         Threads::Sequential => work(buffers),
@@ -127,7 +132,12 @@ pub(crate) fn for_each_chunk_many<B: Split>(
     };
     match threads {
         Threads::Parallel { min_chunk, .. } if workers > 1 => {
-            let per_task = total.div_ceil(workers * 4).max(min_chunk).max(1);
+            // At most the whole call, so that rounding up cannot overflow (every chunk then has
+            // at least one element: the split below always advances).
+            let per_task = total
+                .div_ceil(workers * 4)
+                .max(min_chunk)
+                .clamp(1, total.max(1));
             let mut chunks = Vec::with_capacity(items.len());
             for mut item in items {
                 let chunk = round_up(per_task, item.align());

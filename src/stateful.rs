@@ -349,7 +349,15 @@ impl<T: Element> StatefulOptimizer<T> {
             return Err(count("model copies", c.len(), n));
         }
 
-        let step = self.options.steps + 1;
+        // The count stays below u64::MAX, as a checkpoint's must.
+        let step = match self.options.steps.checked_add(1) {
+            Some(step) if step < u64::MAX => step,
+            _ => {
+                return Err(Error::StepCountExhausted {
+                    steps: self.options.steps,
+                });
+            }
+        };
         let fresh = self.lengths.is_none();
         let buffers = self.config.state_buffers().len();
         let mut state = if fresh {
@@ -446,17 +454,39 @@ impl<T: Element> StatefulOptimizer<T> {
     /// Restores a checkpoint written by [`save`](Self::save): config, step count, options and
     /// state become the saved ones (the backend and thread policy stay).
     ///
-    /// Everything is checked before anything changes: the magic bytes, the version, the length,
-    /// the checksum, the content; then that the checkpoint is of this optimizer (same kind of
-    /// optimizer, state in `T`) and, if this optimizer has stepped a model already, of a model
+    /// Everything is checked before anything changes: the magic bytes, the length, the
+    /// checksum, the version, the content (see [`crate::checkpoint`]); then that the checkpoint
+    /// is of this optimizer, and, if this optimizer has stepped a model already, of a model
     /// with the same tensor lengths. On any failure ([`Error::Checkpoint`]) the optimizer is
     /// left exactly as it was.
+    ///
+    /// "This optimizer" means: the same kind ([`Optimizer::code`]), every discrete choice of
+    /// the config the same (the flags of its checkpoint record, listed in each optimizer's
+    /// module: AMSGrad or not, centered RMSprop or not, the momentum form, Nesterov, the
+    /// weight-decay mode, `maximize`, ...: a state saved under another choice means something
+    /// else or has other buffers), and the state in `T`. The numbers of the config (learning
+    /// rate, betas, eps, decay values) are the file's: a run resumes with the hyperparameters
+    /// it was saved with. [`from_checkpoint`](Self::from_checkpoint) takes any config.
     pub fn load(&mut self, bytes: &[u8]) -> Result<(), Error> {
         let (header, payload) = checkpoint::parse(bytes)?;
         if header.config.code() != self.config.code() {
             return Err(CheckpointError::OptimizerMismatch {
                 file: header.config.name(),
                 expected: self.config.name(),
+            }
+            .into());
+        }
+        // The same optimizer: the same kind and every discrete choice of its config (the
+        // flags of its checkpoint record); the numbers are the file's.
+        let (_, _, mine) = self.config.fields();
+        let (_, _, theirs) = header.config.fields();
+        let names = self.config.flag_names();
+        if let Some(k) = (0..names.len()).find(|&k| mine[k] != theirs[k]) {
+            return Err(CheckpointError::ConfigMismatch {
+                optimizer: self.config.name(),
+                option: names[k],
+                file: theirs[k],
+                expected: mine[k],
             }
             .into());
         }

@@ -268,6 +268,43 @@ fn hyperparameters_are_checked_in_f32() {
     let mut config = Adam::builder(1e-3).build().unwrap();
     assert!(config.set_lr(1e39).is_err());
     assert_eq!(config.lr().to_bits(), 1e-3f64.to_bits());
+
+    // The first bias-corrected step size lr / (1 - beta1) must be finite in f32: 1e32 / 1e-7
+    // is 1e39, an infinite step (every weight infinite or NaN after one step).
+    use optkern::Adamax;
+    let near_one = 1.0 - 1e-7;
+    for result in [
+        Adam::builder(1e32).betas(near_one, 0.999).build().map(drop),
+        Adamax::builder(1e32)
+            .betas(near_one, 0.999)
+            .build()
+            .map(drop),
+    ] {
+        let msg = result.expect_err("an infinite first step").to_string();
+        assert!(
+            msg.contains("lr / (1 - beta1)") && msg.contains("inf"),
+            "{msg}"
+        );
+    }
+    // Without bias correction the step size is lr itself; a smaller lr is fine.
+    Adam::builder(1e32)
+        .betas(near_one, 0.999)
+        .bias_correction(false)
+        .build()
+        .expect("without bias correction the step size is lr");
+    let mut config = Adam::builder(1e30).betas(near_one, 0.999).build().unwrap();
+    let (mut w, mut m, mut v) = (vec![1.0f32; 3], vec![0.0f32; 3], vec![0.0f32; 3]);
+    Executor::new()
+        .unwrap()
+        .adam_step(&mut w, &mut m, &mut v, &[0.5f32; 3], &config, 1)
+        .unwrap();
+    assert!(w.iter().all(|x| x.is_finite()), "{w:?}");
+    // set_lr checks the same bound, and a refusal keeps the config.
+    assert!(config.set_lr(1e32).is_err());
+    assert_eq!(config.lr().to_bits(), 1e30f64.to_bits());
+    let mut opt = optkern::StatefulOptimizer::<f32>::new(config).unwrap();
+    assert!(opt.set_lr(1e32).is_err());
+    assert_eq!(opt.lr().to_bits(), 1e30f64.to_bits());
 }
 
 #[test]
@@ -414,5 +451,148 @@ fn every_optimizers_bad_calls_write_nothing() {
                 refused_all(&what, &buffers, call.words, |b| (call.call)(&exec, b));
             }
         }
+    }
+}
+
+/// Every `Threads` value runs, with the bits of a sequential call: thresholds of 0 and
+/// `usize::MAX` included (a `min_chunk` of `usize::MAX` once overflowed when rounded up to the
+/// chunk alignment, and a chunk of 0 divided by zero or split forever).
+#[test]
+fn every_thread_policy_value_runs_with_the_sequential_bits() {
+    use optkern::{Adam, Lamb, Optimizer, TensorStep};
+    let lens = [10_000usize, 3, 4_099];
+    let w0: Vec<Vec<f32>> = lens.iter().map(|&n| buffers(n, n as u64)).collect();
+    let g: Vec<Vec<f32>> = lens.iter().map(|&n| buffers(n, n as u64 + 1)).collect();
+    let momentum = Momentum::heavy_ball(0.05, 0.9).build().unwrap();
+    let lamb: Optimizer = Lamb::builder(1e-2).build().unwrap().into();
+    let adam: Optimizer = Adam::adamw(1e-3, 0.1).build().unwrap().into();
+    // Everything the split touches: one tensor, a conversion, a norm, a multi-tensor step of
+    // LAMB (its norm and moments passes and the weights pass) and a checked step of Adam.
+    let run = |exec: &Executor| {
+        let mut out: Vec<u32> = Vec::new();
+        let (mut w, mut v) = (w0[0].clone(), vec![0.0f32; lens[0]]);
+        exec.momentum_step(&mut w, &mut v, &g[0], &momentum, 1)
+            .unwrap();
+        out.extend(w.iter().chain(&v).map(|x| x.to_bits()));
+        let mut half = vec![bf16::ZERO; lens[0]];
+        exec.convert(&w0[0], &mut half).unwrap();
+        out.extend(half.iter().map(|x| u32::from(x.to_bits())));
+        let grads: Vec<&[f32]> = g.iter().map(|x| &x[..]).collect();
+        out.push(exec.grad_norm(&grads).norm().to_bits() as u32);
+        for (config, checked) in [(&lamb, false), (&adam, true)] {
+            let mut w = w0.clone();
+            let buffers = config.state_buffers().len();
+            let mut state: Vec<Vec<Vec<f32>>> =
+                lens.iter().map(|&n| vec![vec![0.0; n]; buffers]).collect();
+            let mut tensors: Vec<TensorStep<'_, f32, f32, f32>> = w
+                .iter_mut()
+                .zip(&mut state)
+                .zip(&g)
+                .map(|((w, s), g)| {
+                    TensorStep::new(w, s.iter_mut().map(|b| &mut b[..]).collect(), g)
+                })
+                .collect();
+            if checked {
+                exec.check_and_step(&mut tensors, config, 3, Some(1.0))
+                    .unwrap();
+            } else {
+                exec.step_many(&mut tensors, config, 3).unwrap();
+            }
+            drop(tensors);
+            out.extend(
+                w.iter()
+                    .flatten()
+                    .chain(state.iter().flatten().flatten())
+                    .map(|x| x.to_bits()),
+            );
+        }
+        out
+    };
+    let want = run(&Executor::new().unwrap().with_threads(Threads::Sequential));
+    for threads in [
+        Threads::Parallel {
+            min_len: 0,
+            min_chunk: usize::MAX,
+        },
+        Threads::Parallel {
+            min_len: 0,
+            min_chunk: usize::MAX / 2 + 7,
+        },
+        Threads::Parallel {
+            min_len: 0,
+            min_chunk: 0,
+        },
+        Threads::Parallel {
+            min_len: 1,
+            min_chunk: 1,
+        },
+        Threads::Parallel {
+            min_len: usize::MAX,
+            min_chunk: 0,
+        },
+        Threads::Parallel {
+            min_len: 0,
+            min_chunk: 100,
+        },
+    ] {
+        let exec = Executor::new().unwrap().with_threads(threads);
+        let got = common::pool(3).install(|| run(&exec));
+        assert!(got == want, "{threads:?} changed the bits");
+    }
+}
+
+/// Stochastic rounding numbers a call's elements from `index_base`: a range that would run
+/// past `u64::MAX` is refused before anything is written (it once panicked part-way through
+/// a write in debug builds and wrapped in release builds).
+#[test]
+fn stochastic_rounding_indices_must_fit() {
+    use optkern::{StochasticRounding, TensorStep};
+    let config = Momentum::heavy_ball(0.05, 0.9).build().unwrap();
+    let w: Vec<bf16> = buffers(100, 1).iter().map(|&x| bf16::from_f32(x)).collect();
+    let g: Vec<bf16> = buffers(100, 2).iter().map(|&x| bf16::from_f32(x)).collect();
+    let v = vec![bf16::ZERO; 100];
+    let exec = |base: u64| {
+        Executor::new()
+            .unwrap()
+            .with_stochastic_rounding(Some(StochasticRounding {
+                seed: 9,
+                index_base: base,
+            }))
+    };
+    for base in [u64::MAX - 3, u64::MAX - 99, u64::MAX] {
+        refused(&w, &v, &g, &["index_base", "u64::MAX"], |w, v, g| {
+            exec(base).momentum_step(w, v, g, &config, 1)
+        });
+    }
+    // The last range that fits: indices up to u64::MAX - 1.
+    let (mut w2, mut v2) = (w.clone(), v.clone());
+    exec(u64::MAX - 100)
+        .momentum_step(&mut w2, &mut v2, &g, &config, 1)
+        .unwrap();
+    // Many tensors: each would fit alone, together they do not.
+    let optimizer: optkern::Optimizer = config.into();
+    for checked in [false, true] {
+        let (mut a, mut b) = (w.clone(), w.clone());
+        let (mut va, mut vb) = (v.clone(), v.clone());
+        let mut tensors = [
+            TensorStep::new(&mut a[..], vec![&mut va[..]], &g[..]),
+            TensorStep::new(&mut b[..], vec![&mut vb[..]], &g[..]),
+        ];
+        let e = if checked {
+            exec(u64::MAX - 150)
+                .check_and_step(&mut tensors, &optimizer, 1, None)
+                .unwrap_err()
+        } else {
+            exec(u64::MAX - 150)
+                .step_many(&mut tensors, &optimizer, 1)
+                .unwrap_err()
+        };
+        assert!(
+            matches!(e, Error::RoundingIndexOverflow { index_base, elements: 200 } if index_base == u64::MAX - 150)
+        );
+        drop(tensors);
+        let bits = |x: &[bf16]| x.iter().map(|y| y.to_bits()).collect::<Vec<_>>();
+        assert_eq!((bits(&a), bits(&b)), (bits(&w), bits(&w)));
+        assert_eq!((bits(&va), bits(&vb)), (bits(&v), bits(&v)));
     }
 }

@@ -223,14 +223,21 @@ fn conversions_between_half_types_go_through_f32() {
         let mut to_bf16 = vec![bf16::ZERO; hf.len()];
         sequential(backend).convert(&hf, &mut to_bf16).unwrap();
         for i in 0..bf.len() {
-            if !bf[i].is_nan() {
+            // A NaN stays a NaN of its sign (its payload is not specified).
+            if bf[i].is_nan() {
+                assert!(to_f16[i].is_nan(), "{backend} bf16 {i:#06x}");
+                assert_eq!(to_f16[i].is_sign_negative(), bf[i].is_sign_negative());
+            } else {
                 assert_eq!(
                     to_f16[i].to_bits(),
                     f16::from_f32(bf[i].to_f32()).to_bits(),
                     "{backend} bf16 {i:#06x}"
                 );
             }
-            if !hf[i].is_nan() {
+            if hf[i].is_nan() {
+                assert!(to_bf16[i].is_nan(), "{backend} f16 {i:#06x}");
+                assert_eq!(to_bf16[i].is_sign_negative(), hf[i].is_sign_negative());
+            } else {
                 assert_eq!(
                     to_bf16[i].to_bits(),
                     bf16::from_f32(hf[i].to_f32()).to_bits(),

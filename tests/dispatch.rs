@@ -46,8 +46,10 @@ fn detected_backend_is_expected() {
         let exec = Executor::new().unwrap();
         assert_eq!(exec.backend(), backend);
         exec.momentum_step(&mut w, &mut v, &g, &config, 2).unwrap();
-        assert_eq!(w, w_ref);
-        assert_eq!(v, v_ref);
+        // Bits, not IEEE equality (which takes -0 for +0 and never matches a NaN).
+        let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&w), bits(&w_ref));
+        assert_eq!(bits(&v), bits(&v_ref));
     }
 }
 

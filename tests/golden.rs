@@ -111,6 +111,7 @@ impl Case {
             || case.grads.len() != steps
             || case.w.len() != steps
             || case.grads.iter().chain(&case.w).any(|v| v.len() != case.n)
+            || case.state.values().any(|v| v.len() != case.n)
         {
             return Err("inconsistent lengths".into());
         }
@@ -142,6 +143,7 @@ impl<E: Element> Runner<E> {
     /// The state as the library stores it.
     fn library_state(&self) -> Vec<(&'static str, Vec<E>)> {
         let sign = if self.mapped.negated { -1.0 } else { 1.0 };
+        assert_eq!(self.mapped.state.len(), self.state.len(), "state names");
         let named = self.mapped.state.iter().zip(&self.state);
         named
             .map(|(n, v)| {
@@ -232,6 +234,13 @@ fn compare<E: Element>(
     theirs: &[u32],
     from_bits: fn(u32) -> E,
 ) -> Result<(), String> {
+    if ours.len() != theirs.len() {
+        return Err(format!(
+            "{what}: {} values, the reference {}",
+            ours.len(),
+            theirs.len()
+        ));
+    }
     let mine: Vec<f64> = ours.iter().map(|x| f64::from(x.to_f32())).collect();
     let reference = to_f64(theirs, from_bits);
     match E::DTYPE {
@@ -406,6 +415,11 @@ fn golden_trajectories() {
         failed.len()
     );
     assert!(failed.is_empty(), "{} golden cases failed", failed.len());
+    // A folder of only unsupported cases would otherwise pass having checked nothing.
+    assert!(
+        passed > 0,
+        "no golden case ran: {u} unsupported {unsupported:?}"
+    );
 }
 
 /// The runner fails loudly on names and options it does not understand.
@@ -431,4 +445,28 @@ fn unknown_optimizers_and_options_fail() {
     assert!(matches!(run_case(&case), Outcome::Failed(e) if e.contains("yogi")));
     let case = base("sgd", serde_json::json!({"lr": 0.1, "momentum": 1.5}));
     assert!(matches!(run_case(&case), Outcome::Failed(e) if e.contains("momentum")));
+}
+
+/// The runner's checks can fail: a state array shorter than the weights is refused at load,
+/// and a comparison of arrays of different lengths fails instead of comparing a prefix.
+#[test]
+fn short_arrays_fail() {
+    let dir = golden_dir();
+    let path = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .find(|p| Case::load(p).is_ok_and(|c| !c.state.is_empty()))
+        .expect("a golden case with state");
+    let mut json: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let state = json["state"].as_object_mut().unwrap();
+    let first = state.keys().next().unwrap().clone();
+    state[&first].as_array_mut().unwrap().pop();
+    let tmp = std::env::temp_dir().join(format!("optkern-short-{}.json", std::process::id()));
+    std::fs::write(&tmp, json.to_string()).unwrap();
+    let loaded = Case::load(&tmp);
+    std::fs::remove_file(&tmp).unwrap();
+    assert!(matches!(loaded, Err(e) if e.contains("inconsistent lengths")));
+    assert!(compare("w", &[1.0f32, 2.0], &[1.0f32.to_bits()], f32::from_bits).is_err());
+    assert!(compare("w", &[1.0f32], &[1.0f32.to_bits()], f32::from_bits).is_ok());
 }

@@ -12,6 +12,8 @@ use optkern::{
     TensorStep, WeightDecay, bf16, f16,
 };
 use optkern::{Element, zeroed};
+use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
 
 /// One config of every optimizer and form, with options that exercise every state buffer.
 fn configs() -> Vec<(&'static str, Optimizer)> {
@@ -536,7 +538,7 @@ fn damaged_checkpoints_are_refused_and_change_nothing() {
             let e = refuse(&bad);
             let expected = match i {
                 0..8 => matches!(e, CheckpointError::NotACheckpoint),
-                8..12 => matches!(e, CheckpointError::UnsupportedVersion { .. }),
+                // The version is read after the checksum: a damaged one is damage.
                 12..20 => matches!(
                     e,
                     CheckpointError::Truncated { .. } | CheckpointError::TrailingBytes { .. }
@@ -739,4 +741,379 @@ fn state_is_lazy_aligned_and_resettable() {
     opt.step(&mut [&mut other[..]], &[&vec![1.0f32; 7][..]])
         .unwrap();
     assert_eq!(opt.tensor_lengths(), Some(&[7][..]));
+}
+
+/// The byte offset of the fields after the config record (steps, grad scale, options,
+/// max_norm, seed, tensor count, buffers per tensor, lengths), from the record's sizes.
+fn after_config(bytes: &[u8]) -> usize {
+    let n = u16::from_le_bytes([bytes[22], bytes[23]]) as usize;
+    let k = u16::from_le_bytes([bytes[24], bytes[25]]) as usize;
+    26 + 8 * n + k
+}
+
+#[test]
+fn checkpoint_fields_are_cross_checked() {
+    let (mut opt, good) = small_adam();
+    let before = opt.save();
+    let at = after_config(&good);
+    let (steps, scale, options, max_norm, seed) = (at, at + 8, at + 16, at + 17, at + 25);
+    let edit = |offset: usize, value: &[u8]| {
+        let mut bytes = good.clone();
+        bytes[offset..offset + value.len()].copy_from_slice(value);
+        with_checksum(bytes)
+    };
+    let mut refuse = |bytes: &[u8], words: &str| {
+        let e = checkpoint_error(opt.load(bytes));
+        assert_eq!(
+            opt.save(),
+            before,
+            "a refused load changed the optimizer ({e})"
+        );
+        assert!(e.to_string().contains(words), "{e}");
+        e
+    };
+    // The fields decoded where the format says they are.
+    assert_eq!(good[steps..steps + 8], 2u64.to_le_bytes());
+    assert_eq!(good[options], 1 | 8, "clipping on, state allocated");
+    assert_eq!(good[max_norm..max_norm + 8], 2.0f64.to_bits().to_le_bytes());
+
+    // A step count with no next step.
+    refuse(&edit(steps, &u64::MAX.to_le_bytes()), "u64::MAX");
+    // Steps taken, but no state: clear the allocated bit and the tensors.
+    let fresh = StatefulOptimizer::<f32>::new(Adam::builder(1e-2).build().unwrap())
+        .unwrap()
+        .save();
+    let mut stepped = fresh.clone();
+    let at_fresh = after_config(&fresh);
+    stepped[at_fresh..at_fresh + 8].copy_from_slice(&3u64.to_le_bytes());
+    refuse(&with_checksum(stepped), "no state");
+    // A clipping norm or a seed with its option off: saving would not give the file back.
+    refuse(&edit(options, &[8]), "clipping is off");
+    let mut seeded = good.clone();
+    seeded[seed..seed + 8].copy_from_slice(&7u64.to_le_bytes());
+    refuse(&with_checksum(seeded), "rounding is off");
+    // Options validated as their setters validate, in f32.
+    assert!(matches!(
+        refuse(&edit(scale, &1e39f64.to_bits().to_le_bytes()), "grad_scale"),
+        CheckpointError::InvalidConfig { .. }
+    ));
+    refuse(
+        &edit(max_norm, &1e-50f64.to_bits().to_le_bytes()),
+        "max_norm",
+    );
+    refuse(
+        &edit(max_norm, &(-0.0f64).to_bits().to_le_bytes()),
+        "max_norm",
+    );
+    // A version from elsewhere, with a valid checksum, is named; a damaged one is damage.
+    assert!(matches!(
+        refuse(&edit(8, &7u32.to_le_bytes()), "version"),
+        CheckpointError::UnsupportedVersion { found: 7, .. }
+    ));
+    let mut flipped = good.clone();
+    flipped[9] ^= 1;
+    assert!(matches!(
+        refuse(&flipped, "checksum"),
+        CheckpointError::ChecksumMismatch { .. }
+    ));
+    // A model no memory can hold, for an optimizer whose payload does not bound it (SGD has
+    // no state buffers).
+    let mut sgd = StatefulOptimizer::<f32>::new(Sgd::new(0.1).unwrap()).unwrap();
+    let mut w = [1.0f32; 4];
+    sgd.step(&mut [&mut w[..]], &[&[0.5f32; 4][..]]).unwrap();
+    let sgd_good = sgd.save();
+    let sgd_before = sgd.clone().save();
+    let n = sgd_good.len();
+    let mut huge = sgd_good.clone();
+    huge[n - 12..n - 4].copy_from_slice(&(1u64 << 62).to_le_bytes());
+    let e = checkpoint_error(sgd.load(&with_checksum(huge)));
+    assert!(e.to_string().contains("memory"), "{e}");
+    assert_eq!(sgd.save(), sgd_before);
+
+    // The valid neighbours load, and give their bytes back.
+    let unclipped = {
+        let mut bytes = good.clone();
+        bytes[options] = 8;
+        bytes[max_norm..max_norm + 8].copy_from_slice(&0u64.to_le_bytes());
+        with_checksum(bytes)
+    };
+    for bytes in [edit(steps, &(u64::MAX - 1).to_le_bytes()), unclipped] {
+        let loaded = StatefulOptimizer::<f32>::from_checkpoint(&bytes).unwrap();
+        assert_eq!(loaded.save(), bytes);
+    }
+    // An optimizer at the largest step count refuses to step, writing nothing.
+    let mut last =
+        StatefulOptimizer::<f32>::from_checkpoint(&edit(steps, &(u64::MAX - 1).to_le_bytes()))
+            .unwrap();
+    let at_last = last.save();
+    let (mut a, mut b) = (vec![1.0f32; 5], vec![-1.0f32; 3]);
+    let (ga, gb) = (vec![0.1f32; 5], vec![0.3f32; 3]);
+    assert!(matches!(
+        last.step(&mut [&mut a[..], &mut b[..]], &[&ga[..], &gb[..]]),
+        Err(Error::StepCountExhausted { steps }) if steps == u64::MAX - 1
+    ));
+    assert_eq!((a, b), (vec![1.0f32; 5], vec![-1.0f32; 3]));
+    assert_eq!(last.save(), at_last);
+}
+
+/// Configs grouped by what makes them the same optimizer for a checkpoint: the same kind and
+/// the same discrete choices. Configs of one group differ only in their numbers.
+fn config_groups() -> Vec<(&'static str, Optimizer)> {
+    let mut all = configs();
+    all.extend([
+        (
+            "heavy ball",
+            Momentum::heavy_ball(0.2, 0.5)
+                .weight_decay(WeightDecay::L2(0.5))
+                .build()
+                .unwrap()
+                .into(),
+        ),
+        (
+            "adam",
+            Adam::builder(5e-3)
+                .betas(0.8, 0.9)
+                .eps(1e-6)
+                .build()
+                .unwrap()
+                .into(),
+        ),
+        (
+            "adam maximize",
+            Adam::builder(1e-3).maximize(true).build().unwrap().into(),
+        ),
+        (
+            "rmsprop centered",
+            Rmsprop::builder(1e-3)
+                .centered(true)
+                .build()
+                .unwrap()
+                .into(),
+        ),
+        ("rmsprop", Rmsprop::builder(1e-3).build().unwrap().into()),
+        (
+            "amsgrad",
+            Adam::builder(1e-3).amsgrad(true).build().unwrap().into(),
+        ),
+        (
+            "lamb",
+            Lamb::builder(3e-2)
+                .betas(0.8, 0.9)
+                .max_grad_norm(None)
+                .build()
+                .unwrap()
+                .into(),
+        ),
+    ]);
+    all
+}
+
+#[test]
+fn a_checkpoint_loads_only_into_the_same_optimizer() {
+    let groups = config_groups();
+    let stepped: Vec<Vec<u8>> = groups
+        .iter()
+        .map(|(_, config)| {
+            let mut opt = StatefulOptimizer::<f32>::new(*config).unwrap();
+            let (mut a, mut b) = (vec![1.0f32; 5], vec![-1.0f32; 3]);
+            opt.step(
+                &mut [&mut a[..], &mut b[..]],
+                &[&[0.1f32; 5][..], &[0.3f32; 3][..]],
+            )
+            .unwrap();
+            opt.save()
+        })
+        .collect();
+    let (mut loaded, mut refused) = (0, 0);
+    for (i, (group_i, config_i)) in groups.iter().enumerate() {
+        for (j, (group_j, config_j)) in groups.iter().enumerate() {
+            let mut target = StatefulOptimizer::<f32>::new(*config_j).unwrap();
+            let before = target.save();
+            let result = target.load(&stepped[i]);
+            if group_i == group_j {
+                result.unwrap_or_else(|e| panic!("{group_i} ({i}) into {group_j} ({j}): {e}"));
+                // The file's config, numbers included.
+                assert_eq!(target.config(), config_i);
+                assert_eq!(target.save(), stepped[i]);
+                loaded += 1;
+            } else {
+                let e = checkpoint_error(result);
+                assert_eq!(target.save(), before, "{group_i} into {group_j}: changed");
+                let expected = if config_i.code() == config_j.code() {
+                    matches!(e, CheckpointError::ConfigMismatch { .. })
+                } else {
+                    matches!(e, CheckpointError::OptimizerMismatch { .. })
+                };
+                assert!(expected, "{group_i} into {group_j}: {e:?}");
+                refused += 1;
+            }
+        }
+    }
+    assert!(
+        loaded > groups.len() && refused > loaded,
+        "{loaded} loaded, {refused} refused"
+    );
+    // The message names the option.
+    let amsgrad = StatefulOptimizer::<f32>::new(Adam::builder(1e-3).amsgrad(true).build().unwrap())
+        .unwrap()
+        .save();
+    let mut adam = StatefulOptimizer::<f32>::new(Adam::builder(1e-3).build().unwrap()).unwrap();
+    let e = checkpoint_error(adam.load(&amsgrad));
+    assert_eq!(
+        e,
+        CheckpointError::ConfigMismatch {
+            optimizer: "Adam",
+            option: "amsgrad",
+            file: 1,
+            expected: 0
+        }
+    );
+    assert!(e.to_string().contains("amsgrad"), "{e}");
+}
+
+/// Checkpoints of every optimizer and form, in every state type, with every option, stepped
+/// and fresh: the seed corpus of the fuzz targets (`fuzz/corpus/checkpoints`) and the bases of
+/// the mutation property below. Named by what they hold.
+fn sample_checkpoints() -> Vec<(String, Vec<u8>)> {
+    fn stepped<T: Element>(config: Optimizer, variant: usize) -> Vec<u8> {
+        let mut opt = StatefulOptimizer::<T>::new(config).unwrap();
+        opt = match variant % 4 {
+            0 => opt,
+            1 => opt.with_max_grad_norm(Some(0.5)).unwrap(),
+            2 => opt
+                .with_skip_non_finite(true)
+                .with_stochastic_rounding(Some(StochasticRounding::new(0x5eed)))
+                .unwrap(),
+            _ => opt.with_subnormals(Subnormals::Flush),
+        };
+        if variant % 3 == 1 {
+            opt.set_grad_scale(0.25).unwrap();
+        }
+        let (mut a, mut b) = (vec![bf16::from_f32(0.5); 5], vec![bf16::from_f32(-1.0); 3]);
+        for step in 1..=2u8 {
+            let ga = [0.1f32 * f32::from(step); 5];
+            opt.step(&mut [&mut a[..], &mut b[..]], &[&ga[..], &[-0.3f32; 3][..]])
+                .unwrap();
+        }
+        opt.save()
+    }
+    let mut out = Vec::new();
+    for (k, (name, config)) in configs().into_iter().enumerate() {
+        let name = name.replace(' ', "-");
+        out.push((format!("{name}-f32"), stepped::<f32>(config, k)));
+        out.push((format!("{name}-bf16"), stepped::<bf16>(config, k + 1)));
+        out.push((format!("{name}-f16"), stepped::<f16>(config, k + 2)));
+        out.push((
+            format!("{name}-fresh"),
+            StatefulOptimizer::<f32>::new(config).unwrap().save(),
+        ));
+    }
+    out
+}
+
+/// The fuzz targets' seed corpus is the current format: every sample checkpoint, as committed.
+/// `OPTKERN_WRITE_CORPUS=1` rewrites it.
+#[test]
+fn the_fuzz_corpus_holds_current_checkpoints() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/checkpoints");
+    let write = std::env::var_os("OPTKERN_WRITE_CORPUS").is_some();
+    if write {
+        std::fs::create_dir_all(&dir).unwrap();
+    }
+    let samples = sample_checkpoints();
+    for (name, bytes) in &samples {
+        let path = dir.join(format!("{name}.ckpt"));
+        if write {
+            std::fs::write(&path, bytes).unwrap();
+        }
+        let committed = std::fs::read(&path).unwrap_or_else(|e| {
+            panic!("{}: {e} (OPTKERN_WRITE_CORPUS=1 writes it)", path.display())
+        });
+        assert!(
+            committed == *bytes,
+            "{}: not the current checkpoint",
+            path.display()
+        );
+    }
+    let files = std::fs::read_dir(&dir).unwrap().count();
+    assert_eq!(files, samples.len(), "stale files in {}", dir.display());
+}
+
+/// Loads `bytes` as each state type: a load either fails with an error and leaves a stepped
+/// optimizer exactly as it was, or succeeds, and saving gives `bytes` back.
+fn load_or_refuse(bytes: &[u8], into: &mut StatefulOptimizer<f32>) -> Result<bool, TestCaseError> {
+    fn fresh<T: Element>(bytes: &[u8]) -> Result<bool, TestCaseError> {
+        Ok(match StatefulOptimizer::<T>::from_checkpoint(bytes) {
+            Ok(opt) => {
+                prop_assert!(opt.save() == bytes, "loaded, but saves other bytes");
+                true
+            }
+            Err(Error::Checkpoint(_)) => false,
+            Err(e) => return Err(TestCaseError::fail(format!("not a checkpoint error: {e}"))),
+        })
+    }
+    let loaded = fresh::<f32>(bytes)? | fresh::<bf16>(bytes)? | fresh::<f16>(bytes)?;
+    let before = into.save();
+    match into.load(bytes) {
+        Ok(()) => prop_assert!(into.save() == bytes),
+        Err(_) => prop_assert!(
+            into.save() == before,
+            "a refused load changed the optimizer"
+        ),
+    }
+    Ok(loaded)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(common::proptest_cases(512)))]
+
+    /// A checkpoint with a few bytes changed and its checksum (and, half the time, its length
+    /// field) mended: the parser beyond the checksum either refuses it or loads what saves
+    /// back to the same bytes; nothing panics.
+    #[test]
+    fn a_mutated_checkpoint_is_refused_or_round_trips(
+        base in any::<prop::sample::Index>(),
+        edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), any::<bool>()), 1..6),
+        cut in prop::option::of(any::<prop::sample::Index>()),
+        mend_length in any::<bool>(),
+    ) {
+        let samples = samples();
+        let (_, good) = &samples[base.index(samples.len())];
+        let mut bytes = good.clone();
+        // Mostly in the header, where the parser decides; sometimes anywhere.
+        let header = bytes.len().min(200);
+        for (at, value, anywhere) in edits {
+            let i = at.index(if anywhere { bytes.len() - 4 } else { header });
+            bytes[i] = value;
+        }
+        if let Some(cut) = cut {
+            let keep = 24 + cut.index(bytes.len() - 24);
+            bytes.truncate(keep);
+            bytes.extend_from_slice(&[0; 4]);
+        }
+        if mend_length {
+            let len = bytes.len() as u64;
+            bytes[12..20].copy_from_slice(&len.to_le_bytes());
+        }
+        let bytes = with_checksum(bytes);
+        let mut into = StatefulOptimizer::<f32>::from_checkpoint(&samples[0].1).unwrap();
+        load_or_refuse(&bytes, &mut into)?;
+    }
+}
+
+/// The sample checkpoints, made once.
+fn samples() -> &'static [(String, Vec<u8>)] {
+    static SAMPLES: std::sync::OnceLock<Vec<(String, Vec<u8>)>> = std::sync::OnceLock::new();
+    SAMPLES.get_or_init(sample_checkpoints)
+}
+
+#[test]
+fn every_sample_checkpoint_round_trips() {
+    let mut into = StatefulOptimizer::<f32>::from_checkpoint(&samples()[0].1).unwrap();
+    for (name, bytes) in samples() {
+        assert!(
+            load_or_refuse(bytes, &mut into).unwrap(),
+            "{name} does not load"
+        );
+    }
 }

@@ -40,16 +40,24 @@
 //! what goes into it.
 //!
 //! Loading checks, in this order, and refuses the file at the first failure: the magic, the
-//! version, the length against the recorded length, the checksum, then the content (the
-//! config is validated as the builders validate it, the flags and option bits must be known,
-//! the tensor lengths must account for the payload exactly), then that it fits the optimizer
-//! it is loaded into (the same optimizer, the same state element type, the same tensor
-//! lengths if that optimizer already knows its model's).
+//! length against the recorded length, the checksum, the version (after the checksum, so that
+//! a damaged version field reads as damage: every version keeps the preamble and the checksum
+//! where version 1 has them), then the content: the config is validated as the builders
+//! validate it, in the precision the kernels use, and so are the gradient multiplier and the
+//! clipping norm; the flags and option bits must be known; the step count must be below
+//! `u64::MAX` (so that there is a next step) and 0 unless the state is allocated; the clipping
+//! norm and the seed must be 0 when their option is off (so that saving what was loaded gives
+//! the same bytes); the tensor lengths must add up to at most `isize::MAX / 2` elements and
+//! account for the payload exactly. Then that it fits the optimizer it is loaded into (the
+//! same optimizer, as [`StatefulOptimizer::load`](crate::StatefulOptimizer::load) defines
+//! it, the same state element type, the same tensor lengths if that optimizer already knows
+//! its model's).
 
 mod crc;
 
 use crate::element::{DType, Element};
 pub use crate::error::CheckpointError;
+use crate::error::{finite, positive};
 use crate::optim::registry::Optimizer;
 use crate::rounding::Subnormals;
 use crc::crc32;
@@ -259,13 +267,6 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<(Header, &[u8]), CheckpointError> {
             expected: (PREAMBLE + CHECKSUM) as u64,
         });
     }
-    let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
-    if version != VERSION {
-        return Err(CheckpointError::UnsupportedVersion {
-            found: version,
-            supported: VERSION,
-        });
-    }
     if bytes.len() < PREAMBLE + CHECKSUM {
         return Err(CheckpointError::Truncated {
             len: bytes.len(),
@@ -291,6 +292,15 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<(Header, &[u8]), CheckpointError> {
     if stored != computed {
         return Err(CheckpointError::ChecksumMismatch { stored, computed });
     }
+    // After the checksum: every version keeps the preamble and the checksum at the end, so a
+    // damaged version field reads as damage, not as a version from elsewhere.
+    let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
+    if version != VERSION {
+        return Err(CheckpointError::UnsupportedVersion {
+            found: version,
+            supported: VERSION,
+        });
+    }
 
     let mut r = Reader {
         bytes: &content[PREAMBLE..],
@@ -314,31 +324,49 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<(Header, &[u8]), CheckpointError> {
     let flags = r.take(n_flags)?.to_vec();
     let config = Optimizer::from_fields(code, &nums, &flags)?;
     let steps = r.u64()?;
-    let grad_scale = r.f64()?;
-    if !grad_scale.is_finite() {
+    if steps == u64::MAX {
         return Err(CheckpointError::Malformed {
-            reason: "the gradient multiplier is not finite",
+            reason: "the step count is u64::MAX: there is no next step",
         });
     }
+    let grad_scale = r.f64()?;
+    // Validated as the setters validate (in the precision the kernels use).
+    let invalid = |error| CheckpointError::InvalidConfig {
+        error: Box::new(error),
+    };
+    finite("grad_scale", grad_scale).map_err(invalid)?;
     let bits = r.u8()?;
     if bits & !(CLIP | SKIP | ROUNDING | ALLOCATED | FLUSH) != 0 {
         return Err(CheckpointError::Malformed {
             reason: "unknown option bits are set",
         });
     }
+    if steps > 0 && bits & ALLOCATED == 0 {
+        return Err(CheckpointError::Malformed {
+            reason: "steps were taken but no state is allocated",
+        });
+    }
     let max_norm = r.f64()?;
     let max_grad_norm = if bits & CLIP != 0 {
-        if !(max_norm.is_finite() && max_norm > 0.0) {
-            return Err(CheckpointError::Malformed {
-                reason: "the clipping norm is not finite and positive",
-            });
-        }
+        positive("max_norm", max_norm).map_err(invalid)?;
         Some(max_norm)
+    } else if max_norm.to_bits() != 0 {
+        return Err(CheckpointError::Malformed {
+            reason: "a clipping norm is given, but clipping is off (it must be 0)",
+        });
     } else {
         None
     };
     let seed = r.u64()?;
-    let seed = (bits & ROUNDING != 0).then_some(seed);
+    let seed = if bits & ROUNDING != 0 {
+        Some(seed)
+    } else if seed != 0 {
+        return Err(CheckpointError::Malformed {
+            reason: "a stochastic-rounding seed is given, but rounding is off (it must be 0)",
+        });
+    } else {
+        None
+    };
     let tensors = r.u64()?;
     let buffers_per_tensor = r.u32()? as usize;
     if buffers_per_tensor != config.state_buffers().len() {
@@ -362,9 +390,17 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<(Header, &[u8]), CheckpointError> {
             reason: "tensor lengths are given for a state that is not allocated",
         });
     }
-    let payload = lengths
+    let elements = lengths
         .iter()
-        .try_fold(0usize, |acc, &len| acc.checked_add(len))
+        .try_fold(0usize, |acc, &len| acc.checked_add(len));
+    // Weights of 2-byte elements at the least, in one address space: for an optimizer without
+    // state (whose lengths the payload does not bound) a larger model could never be stepped.
+    if elements.is_none_or(|n| n > isize::MAX as usize / 2) {
+        return Err(CheckpointError::Malformed {
+            reason: "the tensor lengths add up to more elements than memory can hold",
+        });
+    }
+    let payload = elements
         .and_then(|n| n.checked_mul(buffers_per_tensor))
         .and_then(|n| n.checked_mul(dtype.size()));
     if payload != Some(r.bytes.len()) {

@@ -156,6 +156,7 @@ impl Update<1, 0> for AdagradUpdate {
 
 impl OptimizerConfig for Adagrad {
     const FIELDS: (usize, usize) = (5, 2);
+    const FLAG_NAMES: &'static [&'static str] = &["weight_decay", "maximize"];
 
     fn state_buffers(&self) -> &'static [&'static str] {
         &["sum"]

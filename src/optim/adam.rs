@@ -49,7 +49,7 @@ use pulp::Simd;
 
 use super::{Common, GradientIn, Lerp, OptimizerConfig, WeightDecay, bias_corrections, checked};
 use super::{betas_option, common_options, elementwise_step, eps_option, flag, max_nan};
-use super::{weight_decay_from, weight_decay_parts};
+use super::{first_step_size, weight_decay_from, weight_decay_parts};
 use crate::arch::Lanes;
 use crate::driver::Update;
 use crate::error::{CheckpointError, Error, positive, unit_interval_open};
@@ -152,7 +152,11 @@ impl Adam {
         self.common.validate()?;
         unit_interval_open("beta1", self.beta1)?;
         unit_interval_open("beta2", self.beta2)?;
-        positive("eps", self.eps)
+        positive("eps", self.eps)?;
+        if self.bias_correction {
+            first_step_size(self.common.lr, self.beta1)?;
+        }
+        Ok(())
     }
 
     /// The coefficients of step `step` (from 1), computed once per call in `f64`.
@@ -284,6 +288,13 @@ impl Update<3, 0> for AdamUpdate {
 
 impl OptimizerConfig for Adam {
     const FIELDS: (usize, usize) = (5, 5);
+    const FLAG_NAMES: &'static [&'static str] = &[
+        "weight_decay",
+        "amsgrad",
+        "maximize",
+        "bias_correction",
+        "epsilon_placement",
+    ];
 
     fn state_buffers(&self) -> &'static [&'static str] {
         if self.amsgrad {

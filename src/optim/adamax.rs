@@ -23,7 +23,7 @@
 
 use super::{Common, GradientIn, Lerp, OptimizerConfig, checked, common_options, flag, max_nan};
 use super::{betas_option, elementwise_step, eps_option, pow_u64};
-use super::{weight_decay_from, weight_decay_parts};
+use super::{first_step_size, weight_decay_from, weight_decay_parts};
 use crate::arch::Lanes;
 use crate::driver::Update;
 use crate::error::{CheckpointError, Error, positive, unit_interval_open};
@@ -85,7 +85,8 @@ impl Adamax {
         self.common.validate()?;
         unit_interval_open("beta1", self.beta1)?;
         unit_interval_open("beta2", self.beta2)?;
-        positive("eps", self.eps)
+        positive("eps", self.eps)?;
+        first_step_size(self.common.lr, self.beta1)
     }
 
     /// The coefficients of step `step` (from 1), computed once per call.
@@ -146,6 +147,7 @@ impl Update<2, 0> for AdamaxUpdate {
 
 impl OptimizerConfig for Adamax {
     const FIELDS: (usize, usize) = (5, 2);
+    const FLAG_NAMES: &'static [&'static str] = &["weight_decay", "maximize"];
 
     fn state_buffers(&self) -> &'static [&'static str] {
         &["m", "u"]

@@ -358,6 +358,15 @@ impl Update<2, 0> for LambApply {
 
 impl OptimizerConfig for Lamb {
     const FIELDS: (usize, usize) = (6, 7);
+    const FLAG_NAMES: &'static [&'static str] = &[
+        "weight_decay",
+        "grad_averaging",
+        "bias_correction",
+        "max_grad_norm",
+        "trust_clip",
+        "always_adapt",
+        "maximize",
+    ];
 
     fn state_buffers(&self) -> &'static [&'static str] {
         &["m", "v"]
@@ -396,7 +405,7 @@ impl OptimizerConfig for Lamb {
         };
         let max = match flag(flags[3])? {
             true => Some(nums[5]),
-            false if nums[5] == 0.0 => None,
+            false if nums[5].to_bits() == 0 => None,
             false => return Err(MALFORMED_FLAG),
         };
         let builder = Lamb::builder(nums[0])

@@ -138,6 +138,7 @@ impl Update<1, 0> for LionUpdate {
 
 impl OptimizerConfig for Lion {
     const FIELDS: (usize, usize) = (4, 2);
+    const FLAG_NAMES: &'static [&'static str] = &["weight_decay", "maximize"];
 
     fn state_buffers(&self) -> &'static [&'static str] {
         &["m"]

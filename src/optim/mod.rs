@@ -38,6 +38,10 @@ pub(crate) trait OptimizerConfig: Copy + Sized {
     /// The numbers (`f64`) and flags (`u8`) of its checkpoint record.
     const FIELDS: (usize, usize);
 
+    /// The names of the flags of its checkpoint record, in order (`FIELDS.1` of them), as the
+    /// builder calls the options they stand for.
+    const FLAG_NAMES: &'static [&'static str];
+
     /// The state buffers of each tensor, in the order a [`TensorStep`] gives them. Decided
     /// once, here, from the config.
     fn state_buffers(&self) -> &'static [&'static str];
@@ -191,13 +195,15 @@ macro_rules! common_options {
             pub fn weight_decay(&self) -> $crate::WeightDecay {
                 self.common.weight_decay
             }
-            /// Changes the learning rate (for a schedule), checking it as `build` does:
-            /// finite and `>= 0` (also in `f32`), and with decoupled weight decay
-            /// `lr * weight_decay <= 1`. Nothing changes when it fails.
+            /// Changes the learning rate (for a schedule), checking the config with it as
+            /// `build` does: finite and `>= 0` (also in `f32`), with decoupled weight decay
+            /// `lr * weight_decay <= 1`, and whatever else the optimizer's `build` requires of
+            /// it (Adam's and Adamax's first step size). Nothing changes when it fails.
             pub fn set_lr(&mut self, lr: f64) -> Result<(), $crate::Error> {
-                let common = $crate::optim::Common { lr, ..self.common };
-                common.validate()?;
-                self.common = common;
+                let mut next = *self;
+                next.common.lr = lr;
+                next.validate()?;
+                *self = next;
                 Ok(())
             }
         }
@@ -219,6 +225,23 @@ macro_rules! common_options {
     };
 }
 pub(crate) use common_options;
+
+/// Checks the largest step size of a bias-corrected first moment, `lr / (1 - beta1)` (that of
+/// step 1: `1 - beta1^t` grows with `t`, and with epsilon in `v_hat` the factor
+/// `sqrt(1 - beta2^t) <= 1` only shrinks it), as the `f32` the kernels use: with `beta1` near 1
+/// a finite `lr` can give an infinite step (`lr = 1e32`, `beta1 = 0.9999999`).
+pub(crate) fn first_step_size(lr: f64, beta1: f64) -> Result<(), Error> {
+    let step_size = lr / (1.0 - beta1);
+    if (step_size as f32).is_finite() {
+        Ok(())
+    } else {
+        Err(Error::InvalidHyperparameter {
+            name: "lr / (1 - beta1)",
+            value: step_size,
+            requirement: "finite once rounded to f32: it is the step size of step 1",
+        })
+    }
+}
 
 /// `(1 - beta1^t, 1 - beta2^t)`, in `f64` by repeated squaring: Adam's, LAMB's and the
 /// stateful optimizer's bias corrections, computed here only.
@@ -252,7 +275,7 @@ pub(crate) fn weight_decay_parts(wd: WeightDecay) -> (u8, f64) {
 /// A weight decay from its checkpoint form.
 pub(crate) fn weight_decay_from(mode: u8, value: f64) -> Result<WeightDecay, CheckpointError> {
     match mode {
-        0 if value == 0.0 => Ok(WeightDecay::None),
+        0 if value.to_bits() == 0 => Ok(WeightDecay::None),
         1 => Ok(WeightDecay::L2(value)),
         2 => Ok(WeightDecay::Decoupled(value)),
         _ => Err(MALFORMED_FLAG),
@@ -437,8 +460,11 @@ pub(crate) fn sign<S: Simd>(simd: S, x: S::f32s) -> S::f32s {
 
 /// `base^exp` in `f64` by repeated squaring: only multiplications, each correctly rounded, so
 /// the result is the same on every machine (unlike `powf`, whose last bit depends on the
-/// math library). For the bias corrections `1 - beta^t`; the error is a few units in the last
-/// place of an `f64`, far below the `f32` the coefficient is rounded to.
+/// math library). For the bias corrections `1 - beta^t`. Every product rounds once and the
+/// exponents of the rounding errors add up to less than `exp`, so the relative error is below
+/// `(exp - 1) * 2^-53` (to first order): for any `beta` up to `1 - 2^-24` (the largest `f32`
+/// below 1) that makes the error of `1 - beta^t` below `2^-29` of its value at every `t`, far
+/// below the `f32` the coefficient is rounded to.
 pub(crate) fn pow_u64(base: f64, mut exp: u64) -> f64 {
     let (mut result, mut square) = (1.0f64, base);
     while exp > 0 {
@@ -457,20 +483,29 @@ mod tests {
 
     #[test]
     fn pow_by_squaring_is_accurate() {
+        let u = f64::EPSILON / 2.0;
         for (base, exp) in [
             (0.9f64, 1u64),
             (0.999, 10),
             (0.9, 1000),
             (0.5, 64),
-            (0.99999, 1 << 40),
+            (0.999, 700_000),
+            (1.0 - 2f64.powi(-24), 1 << 24),
+            (1.0 - 2f64.powi(-40), 1 << 40),
         ] {
             let want = base.powf(exp as f64);
+            // Every case is a normal number: an underflow to 0 would make the check 0 <= 0.
+            assert!(want >= f64::MIN_POSITIVE, "{base}^{exp} underflows");
             let got = pow_u64(base, exp);
+            // The bound of the doc comment, plus one rounding of `powf`'s own.
+            let bound = ((exp - 1) as f64 + 2.0) * u * want;
             assert!(
-                (got - want).abs() <= want * 1e-13,
-                "{base}^{exp}: {got} vs {want}"
+                (got - want).abs() <= bound,
+                "{base}^{exp}: {got} vs {want} (bound {bound:e})"
             );
         }
+        // Underflow gives exactly 0, as powf does.
+        assert_eq!(pow_u64(0.99999, 1 << 40).to_bits(), 0);
         assert_eq!(pow_u64(0.9, 0), 1.0);
         assert_eq!(pow_u64(0.0, 5), 0.0);
     }

@@ -273,6 +273,7 @@ pub(crate) fn form_from(code: u8) -> Result<MomentumForm, CheckpointError> {
 
 impl OptimizerConfig for Momentum {
     const FIELDS: (usize, usize) = (4, 4);
+    const FLAG_NAMES: &'static [&'static str] = &["form", "nesterov", "weight_decay", "maximize"];
 
     fn state_buffers(&self) -> &'static [&'static str] {
         &["velocity"]

@@ -209,6 +209,23 @@ macro_rules! optimizer_enum {
                 }
             }
 
+            /// The names of the flags of its checkpoint record, in their order: the discrete
+            /// choices of the config, which a checkpoint must share with the optimizer it is
+            /// loaded into (see [`StatefulOptimizer::load`](crate::StatefulOptimizer::load)).
+            pub(crate) fn flag_names(&self) -> &'static [&'static str] {
+                match self {
+                    $(Optimizer::$variant(_) => {
+                        const {
+                            assert!(
+                                <$config as OptimizerConfig>::FLAG_NAMES.len()
+                                    == <$config as OptimizerConfig>::FIELDS.1
+                            )
+                        };
+                        <$config as OptimizerConfig>::FLAG_NAMES
+                    })+
+                }
+            }
+
             /// The checkpoint record: the code, the numbers and the flags.
             pub(crate) fn fields(&self) -> (u8, Vec<f64>, Vec<u8>) {
                 match self {

@@ -336,6 +336,13 @@ impl Update<3, 0> for RmspropUpdate {
 
 impl OptimizerConfig for Rmsprop {
     const FIELDS: (usize, usize) = (5, 5);
+    const FLAG_NAMES: &'static [&'static str] = &[
+        "eps_inside_sqrt",
+        "weight_decay",
+        "momentum_form",
+        "centered",
+        "maximize",
+    ];
 
     fn state_buffers(&self) -> &'static [&'static str] {
         match (self.centered, self.has_momentum_buffer()) {

@@ -59,6 +59,10 @@ impl Sgd {
         Sgd::builder(lr).build()
     }
 
+    fn validate(&self) -> Result<(), Error> {
+        self.common.validate()
+    }
+
     fn update(&self, scale: f64) -> SgdUpdate {
         SgdUpdate {
             input: self.common.gradient_in(scale),
@@ -77,13 +81,14 @@ impl SgdBuilder {
     ///
     /// Requirements: `lr` finite and `>= 0`; weight decay finite and `>= 0`.
     pub fn build(self) -> Result<Sgd, Error> {
-        self.config.common.validate()?;
+        self.config.validate()?;
         Ok(self.config)
     }
 }
 
 impl OptimizerConfig for Sgd {
     const FIELDS: (usize, usize) = (2, 2);
+    const FLAG_NAMES: &'static [&'static str] = &["weight_decay", "maximize"];
 
     fn state_buffers(&self) -> &'static [&'static str] {
         &[]
