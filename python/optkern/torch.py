@@ -1,0 +1,465 @@
+"""Drop-in `torch.optim` optimizers on optkern's fused CPU kernels.
+
+`SGD`, `Adam`, `AdamW`, `RMSprop`, `Adagrad` and `Adamax` take the constructor arguments of
+`torch.optim` 2.x with the same defaults and semantics; `Lion` those of lion-pytorch and
+`LAMB` those of timm. They are `torch.optim.Optimizer` subclasses: parameter groups,
+`add_param_group`, `zero_grad`, `step(closure)`, every `torch.optim.lr_scheduler`, and
+`state_dict()` / `load_state_dict()` in torch's own layout (a checkpoint of
+`torch.optim.AdamW` loads into `optkern.torch.AdamW` and the reverse).
+
+Each `step()` updates parameters, gradients stay untouched, and state in place: every tensor
+of every group goes to the crate in one call, checked first (a rejected step writes nothing),
+then stepped with the GIL released on `threads` threads (default `torch.get_num_threads()`).
+
+Options torch does not have (keyword-only, on every optimizer):
+
+- ``threads``: the number of threads of the step (1: the calling thread).
+- ``state_dtype``: the dtype of the optimizer state (default: the parameter's, as torch);
+  ``torch.float32`` keeps f32 state for bf16/f16 parameters.
+- ``master_weights``: for bf16/f16 parameters, keep f32 master weights in the state
+  (``state[p]["master_weights"]``), step them, and write the parameter rounded from them in
+  the same pass. Implies f32 state.
+- ``stochastic_rounding``: an integer seed: bf16/f16 weights (without master weights) are
+  rounded stochastically, reproducibly from the seed, the step and the element's position.
+- ``flush_subnormals``: read and store subnormal values as zeros (see the crate's
+  `Subnormals::Flush`): state that decays where gradients are zero does not stick in the
+  subnormal range, where some CPUs slow down.
+
+``foreach`` and ``fused`` are accepted and stored in the groups (so that state dicts round-trip
+with torch) and change nothing: every step is fused. ``capturable=True`` and
+``differentiable=True`` raise ValueError: the kernels run on the CPU outside autograd.
+
+Under ``torch.amp.GradScaler``, the optimizer sets ``_step_supports_amp_scaling``: the scaler
+hands it ``grad_scale`` and ``found_inf``, the inverse scale is folded into the kernels'
+gradient read, and a step with an infinite or NaN gradient writes nothing.
+
+Parameters that are DTensors (FSDP2's ``fully_shard``) are stepped on their local shards;
+the state is created as DTensors like the parameters. For the elementwise optimizers
+(all but LAMB, whose trust ratio is per tensor) sharding does not change the result.
+"""
+import torch
+
+from . import _optkern
+
+__all__ = ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adamax", "Lion", "LAMB"]
+
+_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+def _local(t):
+    """The local shard of a DTensor, the tensor itself otherwise."""
+    local = getattr(t, "_local_tensor", None)
+    return t if local is None else local
+
+
+def _num(x):
+    return float(x) if torch.is_tensor(x) else x
+
+
+class _Optimizer(torch.optim.Optimizer):
+    # The crate's name of each state buffer -> torch's key.
+    _keys = {}
+
+    def __init__(self, params, defaults, *, threads=None, state_dtype=None,
+                 master_weights=False, stochastic_rounding=None, flush_subnormals=False):
+        if defaults.get("capturable"):
+            raise ValueError("optkern: capturable=True is for CUDA graphs; optkern steps CPU tensors")
+        if defaults.get("differentiable"):
+            raise ValueError("optkern: differentiable=True is not supported: the kernels run outside autograd")
+        if threads is not None and (not isinstance(threads, int) or threads < 1):
+            raise ValueError(f"optkern: threads must be a positive integer, not {threads!r}")
+        if state_dtype is not None and state_dtype not in _DTYPES:
+            raise TypeError(f"optkern: state_dtype must be torch.float32, torch.bfloat16 or torch.float16, not {state_dtype}")
+        if stochastic_rounding is not None and (
+                isinstance(stochastic_rounding, bool) or not isinstance(stochastic_rounding, int)
+                or not 0 <= stochastic_rounding < 2**64):
+            raise ValueError("optkern: stochastic_rounding is a seed, an integer in [0, 2**64)")
+        if master_weights and stochastic_rounding is not None:
+            raise ValueError("optkern: stochastic_rounding rounds weights kept in bf16/f16; with master_weights they are kept in f32")
+        if master_weights and state_dtype not in (None, torch.float32):
+            raise ValueError("optkern: master_weights keeps float32 state")
+        self.threads = threads
+        self.state_dtype = torch.float32 if master_weights else state_dtype
+        self.master_weights = bool(master_weights)
+        self.stochastic_rounding = stochastic_rounding
+        self.flush_subnormals = bool(flush_subnormals)
+        super().__init__(params, defaults)
+        self._step_supports_amp_scaling = True
+
+    # --- what each optimizer says -------------------------------------------------------
+    def _hyper(self, group):
+        """(crate kind, hyperparameters by the crate's names) for a group."""
+        raise NotImplementedError
+
+    def _next_step(self, state, group):
+        """The step number the crate gets for a parameter with this state."""
+        step = state.get("step")
+        return (0 if step is None else int(_num(step))) + 1
+
+    def _initial(self, key, p, dtype, group):
+        return torch.zeros_like(p, dtype=dtype, memory_format=torch.contiguous_format)
+
+    # --- torch.optim.Optimizer ----------------------------------------------------------
+    def add_param_group(self, param_group):
+        super().add_param_group(param_group)
+        try:
+            kind, hyper = self._hyper(self.param_groups[-1])
+            _optkern.validate(kind, hyper)
+        except Exception:
+            self.param_groups.pop()
+            raise
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        # Groups saved by another optimizer (or an older torch) lack some keys.
+        for group in self.param_groups:
+            for key, value in self.defaults.items():
+                group.setdefault(key, value)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        found_inf = getattr(self, "found_inf", None)
+        if found_inf is not None and float(found_inf) != 0.0:
+            return loss
+        grad_scale = getattr(self, "grad_scale", None)
+        multiplier = None if grad_scale is None else 1.0 / float(grad_scale)
+
+        calls = []
+        commits = []  # (state dict, {key: tensor} to store, step tensor to bump or None, step)
+        for gi, group in enumerate(self.param_groups):
+            kind, hyper = self._hyper(group)
+            keys = [self._keys[n] for n in _optkern.state_buffers(kind, hyper)]
+            by_step = {}
+            for pi, p in enumerate(group["params"]):
+                if p.grad is None:
+                    continue
+                label = f"param_groups[{gi}] parameter {pi}"
+                if not torch.is_tensor(p.grad):
+                    raise TypeError(f"optkern: {label} gradient: not a tensor")
+                state = self.state.get(p, {})
+                store = {}
+                if p.dtype not in _DTYPES:
+                    # Let the extension name the dtype.
+                    want = p.dtype
+                elif self.master_weights and p.dtype != torch.float32:
+                    want = torch.float32
+                else:
+                    want = self.state_dtype or p.dtype
+                tensors = []
+                for key in keys:
+                    t = state.get(key)
+                    if t is None:
+                        t = self._initial(key, p, want, group)
+                        store[key] = t
+                    elif t.dtype != want or not _local(t).is_contiguous():
+                        t = t.to(dtype=want, memory_format=torch.contiguous_format, copy=True)
+                        store[key] = t
+                    tensors.append(_local(t))
+                if self.master_weights and p.dtype in (torch.bfloat16, torch.float16):
+                    master = state.get("master_weights")
+                    if master is None or master.dtype != torch.float32 or master.shape != p.shape:
+                        master = p.detach().to(torch.float32, copy=True)
+                        store["master_weights"] = master
+                    entry = (label, _local(master), _local(p.grad), tensors, _local(p))
+                else:
+                    entry = (label, _local(p), _local(p.grad), tensors, None)
+                n = self._next_step(state, group)
+                by_step.setdefault(n, []).append(entry)
+                commits.append((p, store, n))
+            for n, entries in by_step.items():
+                calls.append((kind, hyper, n, entries))
+        if not calls:
+            return loss
+        self._check_calls(calls)
+        threads = self.threads or torch.get_num_threads()
+        _optkern.step(calls, threads=threads, grad_scale=multiplier,
+                      flush_subnormals=self.flush_subnormals, seed=self.stochastic_rounding,
+                      index_base=0)
+        # Stepped: keep the new state and count the step.
+        bump = []
+        for p, store, n in commits:
+            state = self.state[p]
+            state.update(store)
+            step = state.get("step")
+            if torch.is_tensor(step) and int(step) == n - 1:
+                bump.append(step)
+            else:
+                state["step"] = torch.tensor(float(n), dtype=torch.float32)
+        if bump:
+            torch._foreach_add_(bump, 1.0)
+        self._after_step()
+        return loss
+
+    def _check_calls(self, calls):
+        pass
+
+    def _after_step(self):
+        pass
+
+
+def _check_common(lr, weight_decay):
+    if not 0.0 <= _num(lr):
+        raise ValueError(f"Invalid learning rate: {lr}")
+    if not 0.0 <= weight_decay:
+        raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+
+
+def _check_betas(betas, eps):
+    if not 0.0 <= eps:
+        raise ValueError(f"Invalid epsilon value: {eps}")
+    if not 0.0 <= _num(betas[0]) < 1.0:
+        raise ValueError(f"Invalid beta parameter at index 0: {betas[0]}")
+    if not 0.0 <= _num(betas[1]) < 1.0:
+        raise ValueError(f"Invalid beta parameter at index 1: {betas[1]}")
+
+
+class SGD(_Optimizer):
+    """`torch.optim.SGD`: plain, heavy-ball or Nesterov momentum, with dampening, L2 weight
+    decay and maximize; the momentum buffer is the gradient on its first step.
+
+    The state holds ``momentum_buffer`` (with momentum) as torch does, and a ``step``
+    count torch's SGD does not keep (used by stochastic rounding; torch ignores it)."""
+
+    _keys = {"velocity": "momentum_buffer"}
+
+    def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0,
+                 nesterov=False, *, maximize=False, foreach=None, differentiable=False,
+                 fused=None, **options):
+        _check_common(lr, weight_decay)
+        if momentum < 0.0:
+            raise ValueError(f"Invalid momentum value: {momentum}")
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+        defaults = dict(lr=lr, momentum=momentum, dampening=dampening,
+                        weight_decay=weight_decay, nesterov=nesterov, maximize=maximize,
+                        foreach=foreach, differentiable=differentiable, fused=fused)
+        super().__init__(params, defaults, **options)
+
+    def _hyper(self, g):
+        h = dict(lr=_num(g["lr"]), weight_decay=_num(g["weight_decay"]), maximize=g["maximize"])
+        if g["momentum"] == 0:
+            return "sgd", h
+        h.update(momentum=g["momentum"], dampening=g["dampening"], nesterov=g["nesterov"])
+        return "momentum", h
+
+    def _next_step(self, state, group):
+        # The crate's step 1 is torch's first use of the buffer: buffer = gradient.
+        step = state.get("step")
+        count = 0 if step is None else int(_num(step))
+        if group["momentum"] != 0 and state.get("momentum_buffer") is None:
+            return 1
+        return max(count + 1, 2) if group["momentum"] != 0 else count + 1
+
+
+class Adam(_Optimizer):
+    """`torch.optim.Adam` (and AdamW with ``decoupled_weight_decay=True``), AMSGrad, maximize."""
+
+    _keys = {"m": "exp_avg", "v": "exp_avg_sq", "v_max": "max_exp_avg_sq"}
+    _decoupled = False
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
+                 amsgrad=False, *, foreach=None, maximize=False, capturable=False,
+                 differentiable=False, fused=None, decoupled_weight_decay=None, **options):
+        _check_common(lr, weight_decay)
+        _check_betas(betas, eps)
+        if decoupled_weight_decay is None:
+            decoupled_weight_decay = self._decoupled
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                        amsgrad=amsgrad, maximize=maximize, foreach=foreach,
+                        capturable=capturable, differentiable=differentiable, fused=fused,
+                        decoupled_weight_decay=decoupled_weight_decay)
+        super().__init__(params, defaults, **options)
+
+    def _hyper(self, g):
+        b1, b2 = g["betas"]
+        return "adam", dict(lr=_num(g["lr"]), beta1=_num(b1), beta2=_num(b2), eps=g["eps"],
+                            weight_decay=g["weight_decay"],
+                            decoupled=g.get("decoupled_weight_decay", self._decoupled),
+                            amsgrad=g["amsgrad"], maximize=g["maximize"])
+
+
+class AdamW(Adam):
+    """`torch.optim.AdamW`: Adam with decoupled weight decay (default 1e-2)."""
+
+    _decoupled = True
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
+                 amsgrad=False, *, maximize=False, foreach=None, capturable=False,
+                 differentiable=False, fused=None, **options):
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, foreach=foreach,
+                         maximize=maximize, capturable=capturable,
+                         differentiable=differentiable, fused=fused,
+                         decoupled_weight_decay=True, **options)
+
+
+class RMSprop(_Optimizer):
+    """`torch.optim.RMSprop`: centered or not, with momentum, L2 weight decay, maximize."""
+
+    _keys = {"square_avg": "square_avg", "grad_avg": "grad_avg",
+             "momentum_buffer": "momentum_buffer"}
+
+    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0,
+                 centered=False, capturable=False, foreach=None, maximize=False,
+                 differentiable=False, **options):
+        _check_common(lr, weight_decay)
+        if not 0.0 <= eps:
+            raise ValueError(f"Invalid epsilon value: {eps}")
+        if not 0.0 <= momentum:
+            raise ValueError(f"Invalid momentum value: {momentum}")
+        if not 0.0 <= alpha:
+            raise ValueError(f"Invalid alpha value: {alpha}")
+        defaults = dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
+                        momentum=momentum, centered=centered, capturable=capturable,
+                        foreach=foreach, maximize=maximize, differentiable=differentiable)
+        super().__init__(params, defaults, **options)
+
+    def _hyper(self, g):
+        return "rmsprop", dict(lr=_num(g["lr"]), alpha=g["alpha"], eps=g["eps"],
+                               weight_decay=g["weight_decay"], momentum=g["momentum"],
+                               centered=g["centered"], maximize=g["maximize"])
+
+
+class Adagrad(_Optimizer):
+    """`torch.optim.Adagrad`: lr decay, initial accumulator value, L2 weight decay, maximize.
+    As torch, the state (``step`` 0, ``sum`` filled with ``initial_accumulator_value``) is
+    created with the optimizer."""
+
+    _keys = {"sum": "sum"}
+
+    def __init__(self, params, lr=1e-2, lr_decay=0, weight_decay=0,
+                 initial_accumulator_value=0, eps=1e-10, foreach=None, *, maximize=False,
+                 differentiable=False, fused=None, **options):
+        _check_common(lr, weight_decay)
+        if not 0.0 <= lr_decay:
+            raise ValueError(f"Invalid lr_decay value: {lr_decay}")
+        if not 0.0 <= initial_accumulator_value:
+            raise ValueError(f"Invalid initial_accumulator_value value: {initial_accumulator_value}")
+        if not 0.0 <= eps:
+            raise ValueError(f"Invalid epsilon value: {eps}")
+        defaults = dict(lr=lr, lr_decay=lr_decay, eps=eps, weight_decay=weight_decay,
+                        initial_accumulator_value=initial_accumulator_value, foreach=foreach,
+                        maximize=maximize, differentiable=differentiable, fused=fused)
+        super().__init__(params, defaults, **options)
+        for group in self.param_groups:
+            for p in group["params"]:
+                dtype = self._state_dtype_for(p)
+                self.state[p]["step"] = torch.tensor(0.0, dtype=torch.float32)
+                self.state[p]["sum"] = self._initial("sum", p, dtype, group)
+
+    def _state_dtype_for(self, p):
+        if p.dtype not in _DTYPES:
+            return p.dtype
+        if self.master_weights and p.dtype != torch.float32:
+            return torch.float32
+        return self.state_dtype or p.dtype
+
+    def _initial(self, key, p, dtype, group):
+        return torch.full_like(p, group["initial_accumulator_value"], dtype=dtype,
+                               memory_format=torch.contiguous_format)
+
+    def _hyper(self, g):
+        return "adagrad", dict(lr=_num(g["lr"]), lr_decay=g["lr_decay"], eps=g["eps"],
+                               weight_decay=g["weight_decay"],
+                               initial_accumulator_value=g["initial_accumulator_value"],
+                               maximize=g["maximize"])
+
+
+class Adamax(_Optimizer):
+    """`torch.optim.Adamax`: the infinity-norm Adam, L2 weight decay, maximize."""
+
+    _keys = {"m": "exp_avg", "u": "exp_inf"}
+
+    def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
+                 foreach=None, *, maximize=False, differentiable=False, capturable=False,
+                 **options):
+        _check_common(lr, weight_decay)
+        _check_betas(betas, eps)
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                        foreach=foreach, maximize=maximize, differentiable=differentiable,
+                        capturable=capturable)
+        super().__init__(params, defaults, **options)
+
+    def _hyper(self, g):
+        b1, b2 = g["betas"]
+        return "adamax", dict(lr=_num(g["lr"]), beta1=b1, beta2=b2, eps=g["eps"],
+                              weight_decay=g["weight_decay"], maximize=g["maximize"])
+
+
+class Lion(_Optimizer):
+    """lion-pytorch's `Lion(params, lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0)`: the sign
+    of an interpolated momentum, decoupled weight decay. State: ``exp_avg`` (and ``step``)."""
+
+    _keys = {"m": "exp_avg"}
+
+    def __init__(self, params, lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0,
+                 decoupled_weight_decay=False, use_triton=False, **options):
+        _check_common(lr, weight_decay)
+        _check_betas(betas, 0.0)
+        if decoupled_weight_decay:
+            raise ValueError("optkern: Lion's decoupled_weight_decay=True (decay not scaled by lr) is not supported")
+        if use_triton:
+            raise ValueError("optkern: use_triton=True is for CUDA; optkern steps CPU tensors")
+        defaults = dict(lr=lr, betas=betas, weight_decay=weight_decay)
+        super().__init__(params, defaults, **options)
+
+    def _hyper(self, g):
+        b1, b2 = g["betas"]
+        return "lion", dict(lr=_num(g["lr"]), beta1=b1, beta2=b2,
+                            weight_decay=g["weight_decay"], decoupled=True)
+
+
+class LAMB(_Optimizer):
+    """timm's `Lamb`: Adam-style moments with a per-tensor trust ratio, gradient clipping by
+    the global norm (``max_grad_norm``, default 1.0), L2 or decoupled weight decay.
+
+    The clipping uses the norm of all the gradients of the optimizer, so every parameter
+    with a gradient must be in one call: one group, one step count and one dtype setup
+    (ValueError otherwise) when ``max_grad_norm`` is set."""
+
+    _keys = {"m": "exp_avg", "v": "exp_avg_sq"}
+
+    def __init__(self, params, lr=1e-3, bias_correction=True, betas=(0.9, 0.999), eps=1e-6,
+                 weight_decay=0.01, grad_averaging=True, max_grad_norm=1.0, trust_clip=False,
+                 always_adapt=False, caution=False, decoupled_decay=False, **options):
+        _check_common(lr, weight_decay)
+        _check_betas(betas, eps)
+        if caution:
+            raise ValueError("optkern: LAMB's caution=True is not supported")
+        defaults = dict(lr=lr, bias_correction=bias_correction, betas=betas, eps=eps,
+                        weight_decay=weight_decay, grad_averaging=grad_averaging,
+                        max_grad_norm=max_grad_norm, trust_clip=trust_clip,
+                        always_adapt=always_adapt, caution=caution,
+                        decoupled_decay=decoupled_decay)
+        super().__init__(params, defaults, **options)
+
+    def _hyper(self, g):
+        b1, b2 = g["betas"]
+        return "lamb", dict(lr=_num(g["lr"]), beta1=b1, beta2=b2, eps=g["eps"],
+                            weight_decay=g["weight_decay"], decoupled=g["decoupled_decay"],
+                            bias_correction=g["bias_correction"],
+                            grad_averaging=g["grad_averaging"],
+                            max_grad_norm=g["max_grad_norm"], trust_clip=g["trust_clip"],
+                            always_adapt=g["always_adapt"])
+
+    def _next_step(self, state, group):
+        # timm counts steps per group; a state saved by timm has no per-parameter count.
+        step = state.get("step")
+        if step is None and state.get("exp_avg") is not None:
+            return int(group.get("step", 0)) + 1
+        return (0 if step is None else int(_num(step))) + 1
+
+    def _check_calls(self, calls):
+        clipping = [c for c in calls if c[1]["max_grad_norm"] is not None]
+        if clipping and len(calls) > 1:
+            raise ValueError("optkern: LAMB with max_grad_norm clips by the norm of all the gradients: "
+                             "every parameter with a gradient must be in one group with one step count")
+
+    def _after_step(self):
+        for group in self.param_groups:
+            steps = [self.state[p]["step"] for p in group["params"] if "step" in self.state.get(p, {})]
+            if steps:
+                group["step"] = int(max(float(s) for s in steps))

@@ -1,0 +1,549 @@
+//! `optkern._optkern`: the extension behind `optkern.torch`. It steps lists of torch tensors
+//! in place with the crate's [`Executor::step_many`], with the GIL released. Raw memory is
+//! reached only through [`tensors`], which checks every tensor of a call first.
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use optkern::{
+    Adagrad, Adam, Adamax, Executor, Lamb, Lion, Momentum, Optimizer, Rmsprop, Sgd,
+    StochasticRounding, Subnormals, TensorStep, Threads, WeightDecay, bf16, f16,
+};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyTuple};
+
+mod tensors;
+use tensors::{Checked, Dt, Elem, Role, inspect};
+
+fn value_error(e: optkern::Error) -> PyErr {
+    PyValueError::new_err(e.to_string())
+}
+
+fn num(h: &Bound<'_, PyDict>, key: &str, default: f64) -> PyResult<f64> {
+    match h.get_item(key)? {
+        Some(v) if !v.is_none() => v.extract::<f64>().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "optkern: {key} must be a number, not {}",
+                v.repr().map(|r| r.to_string()).unwrap_or_default()
+            ))
+        }),
+        _ => Ok(default),
+    }
+}
+
+fn flag(h: &Bound<'_, PyDict>, key: &str) -> PyResult<bool> {
+    match h.get_item(key)? {
+        Some(v) if !v.is_none() => v.is_truthy(),
+        _ => Ok(false),
+    }
+}
+
+fn decay(wd: f64, decoupled: bool) -> WeightDecay {
+    match (wd, decoupled) {
+        (0.0, _) => WeightDecay::None,
+        (wd, true) => WeightDecay::Decoupled(wd),
+        (wd, false) => WeightDecay::L2(wd),
+    }
+}
+
+/// The crate's config for `kind` from hyperparameters named as the crate names them (the
+/// Python layer maps torch's names and defaults to these).
+fn config(kind: &str, h: &Bound<'_, PyDict>) -> PyResult<Optimizer> {
+    let lr = num(h, "lr", f64::NAN)?;
+    let wd = decay(num(h, "weight_decay", 0.0)?, flag(h, "decoupled")?);
+    let maximize = flag(h, "maximize")?;
+    let (b1, b2) = (num(h, "beta1", 0.9)?, num(h, "beta2", 0.999)?);
+    let built: Result<Optimizer, optkern::Error> = match kind {
+        "sgd" => Sgd::builder(lr)
+            .weight_decay(wd)
+            .maximize(maximize)
+            .build()
+            .map(Into::into),
+        "momentum" => Momentum::heavy_ball(lr, num(h, "momentum", 0.0)?)
+            .dampening(num(h, "dampening", 0.0)?)
+            .nesterov(flag(h, "nesterov")?)
+            .weight_decay(wd)
+            .maximize(maximize)
+            .build()
+            .map(Into::into),
+        "adam" => Adam::builder(lr)
+            .betas(b1, b2)
+            .eps(num(h, "eps", 1e-8)?)
+            .weight_decay(wd)
+            .amsgrad(flag(h, "amsgrad")?)
+            .maximize(maximize)
+            .build()
+            .map(Into::into),
+        "adamax" => Adamax::builder(lr)
+            .betas(b1, b2)
+            .eps(num(h, "eps", 1e-8)?)
+            .weight_decay(wd)
+            .maximize(maximize)
+            .build()
+            .map(Into::into),
+        "rmsprop" => Rmsprop::builder(lr)
+            .alpha(num(h, "alpha", 0.99)?)
+            .eps(num(h, "eps", 1e-8)?)
+            .momentum(num(h, "momentum", 0.0)?)
+            .centered(flag(h, "centered")?)
+            .weight_decay(wd)
+            .maximize(maximize)
+            .build()
+            .map(Into::into),
+        "adagrad" => Adagrad::builder(lr)
+            .lr_decay(num(h, "lr_decay", 0.0)?)
+            .initial_accumulator_value(num(h, "initial_accumulator_value", 0.0)?)
+            .eps(num(h, "eps", 1e-10)?)
+            .weight_decay(wd)
+            .maximize(maximize)
+            .build()
+            .map(Into::into),
+        "lion" => Lion::builder(lr)
+            .betas(b1, b2)
+            .weight_decay(wd)
+            .maximize(maximize)
+            .build()
+            .map(Into::into),
+        "lamb" => {
+            let max_grad_norm = match h.get_item("max_grad_norm")? {
+                Some(v) if !v.is_none() => Some(v.extract::<f64>()?),
+                _ => None,
+            };
+            Lamb::builder(lr)
+                .betas(b1, b2)
+                .eps(num(h, "eps", 1e-6)?)
+                .weight_decay(wd)
+                .bias_correction(flag(h, "bias_correction")?)
+                .grad_averaging(flag(h, "grad_averaging")?)
+                .max_grad_norm(max_grad_norm)
+                .trust_clip(flag(h, "trust_clip")?)
+                .always_adapt(flag(h, "always_adapt")?)
+                .maximize(maximize)
+                .build()
+                .map(Into::into)
+        }
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "optkern: unknown optimizer kind {other:?}"
+            )));
+        }
+    };
+    built.map_err(value_error)
+}
+
+/// The names of the state buffers the crate's config for `kind` uses, in the order the
+/// kernels take them.
+#[pyfunction]
+fn state_buffers(kind: &str, hyper: &Bound<'_, PyDict>) -> PyResult<Vec<&'static str>> {
+    Ok(config(kind, hyper)?.state_buffers().to_vec())
+}
+
+/// Checks the hyperparameters as the kernels will use them (in `f32`), raising ValueError
+/// with the crate's message if one is refused.
+#[pyfunction]
+fn validate(kind: &str, hyper: &Bound<'_, PyDict>) -> PyResult<()> {
+    config(kind, hyper).map(|_| ())
+}
+
+/// The backend the crate chose for this CPU: "avx512", "avx2", "neon" or "scalar".
+#[pyfunction]
+fn backend() -> PyResult<String> {
+    Ok(Executor::new().map_err(value_error)?.backend().to_string())
+}
+
+/// One rayon pool per thread count, created on first use and kept.
+fn pool(threads: usize) -> PyResult<Arc<rayon::ThreadPool>> {
+    static POOLS: Mutex<Option<HashMap<usize, Arc<rayon::ThreadPool>>>> = Mutex::new(None);
+    let mut pools = POOLS.lock().unwrap_or_else(|e| e.into_inner());
+    let map = pools.get_or_insert_with(HashMap::new);
+    if let Some(p) = map.get(&threads) {
+        return Ok(p.clone());
+    }
+    let p = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("optkern-{i}"))
+        .build()
+        .map_err(|e| {
+            PyValueError::new_err(format!("optkern: cannot start {threads} threads: {e}"))
+        })?;
+    let p = Arc::new(p);
+    map.insert(threads, p.clone());
+    Ok(p)
+}
+
+/// The dtypes of one tensor of a step: weights, state, gradient, model copy (`None`: none).
+type Combo = (Dt, Dt, Dt, Option<Dt>);
+
+/// The combinations the extension compiles (each one instantiates every optimizer's
+/// kernels): every buffer of one type; bf16/f16 parameters with f32 state; f32 master
+/// weights with f32 state, a bf16/f16 gradient and a bf16/f16 model copy.
+const COMBOS: [Combo; 7] = [
+    (Dt::F32, Dt::F32, Dt::F32, None),
+    (Dt::Bf16, Dt::Bf16, Dt::Bf16, None),
+    (Dt::F16, Dt::F16, Dt::F16, None),
+    (Dt::Bf16, Dt::F32, Dt::Bf16, None),
+    (Dt::F16, Dt::F32, Dt::F16, None),
+    (Dt::F32, Dt::F32, Dt::Bf16, Some(Dt::Bf16)),
+    (Dt::F32, Dt::F32, Dt::F16, Some(Dt::F16)),
+];
+
+/// A tensor of the step, by index into the call's checked tensors.
+struct Entry {
+    weights: usize,
+    grad: usize,
+    state: Vec<usize>,
+    copy: Option<usize>,
+}
+
+/// One optimizer call: its config, step number and tensors, by combination.
+struct Call {
+    optimizer: Optimizer,
+    step: u64,
+    groups: Vec<(Combo, Vec<Entry>)>,
+}
+
+fn add(
+    raws: &mut Vec<tensors::Raw>,
+    roles: &mut Vec<Role>,
+    obj: &Bound<'_, PyAny>,
+    label: &str,
+    part: &str,
+    written: bool,
+) -> PyResult<usize> {
+    let what = || format!("{label} {part}");
+    raws.push(inspect(obj, &what)?);
+    roles.push(Role {
+        label: what(),
+        written,
+    });
+    Ok(raws.len() - 1)
+}
+
+/// Reads one call `(kind, hyper, step, entries)`, checking each tensor and its lengths.
+fn parse_call(
+    call: &Bound<'_, PyAny>,
+    raws: &mut Vec<tensors::Raw>,
+    roles: &mut Vec<Role>,
+) -> PyResult<Call> {
+    let call = call.cast::<PyTuple>()?;
+    if call.len() != 4 {
+        return Err(PyTypeError::new_err(
+            "optkern: a call is (kind, hyper, step, entries)",
+        ));
+    }
+    let kind: String = call.get_item(0)?.extract()?;
+    let hyper = call.get_item(1)?.cast_into::<PyDict>()?;
+    let step: u64 = call.get_item(2)?.extract()?;
+    let entries = call.get_item(3)?.cast_into::<PyList>()?;
+    let optimizer = config(&kind, &hyper)?;
+    if step == 0 {
+        return Err(PyValueError::new_err("optkern: step counts from 1"));
+    }
+    let names = optimizer.state_buffers();
+    let n_state = names.len();
+    let mut list: Vec<(Combo, Entry)> = Vec::with_capacity(entries.len());
+    for entry in entries.iter() {
+        let entry = entry.cast_into::<PyTuple>()?;
+        if entry.len() != 5 {
+            return Err(PyTypeError::new_err(
+                "optkern: an entry is (label, weights, grad, state, copy)",
+            ));
+        }
+        let label: String = entry.get_item(0)?.extract()?;
+        let (w, g, state, copy) = (
+            entry.get_item(1)?,
+            entry.get_item(2)?,
+            entry.get_item(3)?,
+            entry.get_item(4)?,
+        );
+        let state = state.cast_into::<PyList>()?;
+        if state.len() != n_state {
+            return Err(PyValueError::new_err(format!(
+                "optkern: {label}: {} state tensors given, {kind} uses {n_state}",
+                state.len()
+            )));
+        }
+        let wi = add(
+            raws,
+            roles,
+            &w,
+            &label,
+            if copy.is_none() {
+                "parameter"
+            } else {
+                "master weights"
+            },
+            true,
+        )?;
+        let gi = add(raws, roles, &g, &label, "gradient", false)?;
+        let mut si = Vec::with_capacity(n_state);
+        for (k, s) in state.iter().enumerate() {
+            si.push(add(
+                raws,
+                roles,
+                &s,
+                &label,
+                &format!("state {:?}", names[k]),
+                true,
+            )?);
+        }
+        let ci = if copy.is_none() {
+            None
+        } else {
+            Some(add(raws, roles, &copy, &label, "parameter", true)?)
+        };
+        // Shapes: the gradient has the parameter's shape, the state and the copy its numel.
+        let shape = w.getattr("shape")?;
+        let gshape = g.getattr("shape")?;
+        if !gshape.eq(&shape)? {
+            return Err(PyValueError::new_err(format!(
+                "optkern: {label}: the gradient's shape {} differs from the parameter's {}",
+                gshape.str()?,
+                shape.str()?
+            )));
+        }
+        if let Some(c) = ci
+            && raws[c].len != raws[wi].len
+        {
+            return Err(PyValueError::new_err(format!(
+                "optkern: {label}: the parameter has {} elements, its master weights {}",
+                raws[c].len, raws[wi].len
+            )));
+        }
+        for &s in &si {
+            if raws[s].len != raws[wi].len {
+                return Err(PyValueError::new_err(format!(
+                    "optkern: {}: {} elements, the parameter has {}",
+                    roles[s].label, raws[s].len, raws[wi].len
+                )));
+            }
+        }
+        if si.windows(2).any(|p| raws[p[0]].dtype != raws[p[1]].dtype) {
+            return Err(PyTypeError::new_err(format!(
+                "optkern: {label}: the state tensors have different dtypes"
+            )));
+        }
+        let combo: Combo = (
+            raws[wi].dtype,
+            si.first().map_or(raws[wi].dtype, |&s| raws[s].dtype),
+            raws[gi].dtype,
+            ci.map(|c| raws[c].dtype),
+        );
+        if !COMBOS.contains(&combo) {
+            return Err(PyTypeError::new_err(format!(
+                "optkern: {label}: unsupported dtypes (parameter {}, state {}, gradient {}{}); supported: every tensor in one dtype, bfloat16/float16 parameters with float32 state, float32 master weights for bfloat16/float16 parameters",
+                combo.3.unwrap_or(combo.0).name(),
+                combo.1.name(),
+                combo.2.name(),
+                if combo.3.is_some() {
+                    ", float32 master weights"
+                } else {
+                    ""
+                }
+            )));
+        }
+        list.push((
+            combo,
+            Entry {
+                weights: wi,
+                grad: gi,
+                state: si,
+                copy: ci,
+            },
+        ));
+    }
+    let mut groups: Vec<(Combo, Vec<Entry>)> = Vec::new();
+    for (combo, entry) in list {
+        match groups.iter_mut().find(|(c, _)| *c == combo) {
+            Some((_, members)) => members.push(entry),
+            None => groups.push((combo, vec![entry])),
+        }
+    }
+    if groups.len() > 1 && optimizer_clips(&optimizer) {
+        return Err(PyTypeError::new_err(
+            "optkern: LAMB with max_grad_norm clips by the norm of all the gradients together; give every parameter of the optimizer the same dtypes",
+        ));
+    }
+    Ok(Call {
+        optimizer,
+        step,
+        groups,
+    })
+}
+
+/// Steps every tensor of `calls` with the crate's `step_many`, one call per optimizer call
+/// and dtype combination.
+///
+/// `calls`: a list of `(kind, hyper, step, entries)`, with `entries` a list of `(label,
+/// weights, grad, [state...], copy or None)`, the state tensors in the order of
+/// [`state_buffers`]; `copy` (the parameter, when `weights` are master weights) receives
+/// the new weights rounded to its dtype. `label` names the parameter in error messages.
+/// Every tensor of every call is checked (see `tensors.rs`), with its lengths, dtypes and
+/// overlaps with all the others, before anything is written; then the kernels run with the
+/// GIL released, on a pool of `threads` threads (1: the calling thread). `grad_scale`
+/// multiplies every gradient value as it is read. `seed` turns on stochastic rounding of
+/// bf16/f16 weights and copies, with elements numbered from `index_base` in the order of
+/// the calls, and within a call by dtype combination (in order of first appearance).
+#[pyfunction]
+#[pyo3(signature = (calls, threads=1, grad_scale=None, flush_subnormals=false, seed=None, index_base=0))]
+fn step(
+    py: Python<'_>,
+    calls: &Bound<'_, PyList>,
+    threads: usize,
+    grad_scale: Option<f64>,
+    flush_subnormals: bool,
+    seed: Option<u64>,
+    index_base: u64,
+) -> PyResult<()> {
+    let mut raws = Vec::new();
+    let mut roles = Vec::new();
+    let mut parsed = Vec::with_capacity(calls.len());
+    for call in calls.iter() {
+        parsed.push(parse_call(&call, &mut raws, &mut roles)?);
+    }
+    let checked = Checked::new(raws, &roles)?;
+    let mut exec = Executor::new()
+        .map_err(value_error)?
+        .with_threads(if threads > 1 {
+            Threads::parallel()
+        } else {
+            Threads::Sequential
+        });
+    if let Some(scale) = grad_scale {
+        exec = exec.with_grad_scale(scale).map_err(value_error)?;
+    }
+    if flush_subnormals {
+        exec = exec.with_subnormals(Subnormals::Flush);
+    }
+    let total: usize = parsed
+        .iter()
+        .flat_map(|c| &c.groups)
+        .flat_map(|(_, m)| m)
+        .map(|e| checked.len(e.weights))
+        .sum();
+    if seed.is_some() && index_base.checked_add(total as u64).is_none() {
+        return Err(PyValueError::new_err(
+            "optkern: index_base plus the number of elements overflows",
+        ));
+    }
+    let pool = if threads > 1 {
+        Some(pool(threads)?)
+    } else {
+        None
+    };
+    py.detach(|| -> Result<(), optkern::Error> {
+        let run = move || -> Result<(), optkern::Error> {
+            let mut base = index_base;
+            for call in &parsed {
+                for (combo, members) in &call.groups {
+                    let exec = match seed {
+                        Some(seed) => exec.with_stochastic_rounding(Some(StochasticRounding {
+                            seed,
+                            index_base: base,
+                        })),
+                        None => exec,
+                    };
+                    base += members
+                        .iter()
+                        .map(|e| checked.len(e.weights) as u64)
+                        .sum::<u64>();
+                    // SAFETY: every index of `checked` belongs to one entry, and each entry to
+                    // one combination of one call, so each is taken once; the tensor objects
+                    // are held by `calls` for the whole call.
+                    unsafe {
+                        dispatch(&exec, &checked, *combo, members, &call.optimizer, call.step)?
+                    };
+                }
+            }
+            Ok(())
+        };
+        match &pool {
+            Some(p) => p.install(run),
+            None => run(),
+        }
+    })
+    .map_err(value_error)
+}
+
+fn optimizer_clips(o: &Optimizer) -> bool {
+    matches!(o, Optimizer::Lamb(l) if l.max_grad_norm().is_some())
+}
+
+/// Steps one combination.
+///
+/// # Safety
+/// As [`Checked::slice_mut`], for every index of `members`.
+unsafe fn dispatch(
+    exec: &Executor,
+    checked: &Checked,
+    combo: Combo,
+    members: &[Entry],
+    optimizer: &Optimizer,
+    step: u64,
+) -> Result<(), optkern::Error> {
+    // SAFETY (each arm): forwarded from this function's contract.
+    unsafe {
+        match combo {
+            (Dt::F32, Dt::F32, Dt::F32, None) => {
+                run::<f32, f32, f32, f32>(exec, checked, members, optimizer, step)
+            }
+            (Dt::Bf16, Dt::Bf16, Dt::Bf16, None) => {
+                run::<bf16, bf16, bf16, bf16>(exec, checked, members, optimizer, step)
+            }
+            (Dt::F16, Dt::F16, Dt::F16, None) => {
+                run::<f16, f16, f16, f16>(exec, checked, members, optimizer, step)
+            }
+            (Dt::Bf16, Dt::F32, Dt::Bf16, None) => {
+                run::<bf16, f32, bf16, bf16>(exec, checked, members, optimizer, step)
+            }
+            (Dt::F16, Dt::F32, Dt::F16, None) => {
+                run::<f16, f32, f16, f16>(exec, checked, members, optimizer, step)
+            }
+            (Dt::F32, Dt::F32, Dt::Bf16, Some(Dt::Bf16)) => {
+                run::<f32, f32, bf16, bf16>(exec, checked, members, optimizer, step)
+            }
+            (Dt::F32, Dt::F32, Dt::F16, Some(Dt::F16)) => {
+                run::<f32, f32, f16, f16>(exec, checked, members, optimizer, step)
+            }
+            _ => unreachable!("optkern: combination not in COMBOS"),
+        }
+    }
+}
+
+/// # Safety
+/// As [`Checked::slice_mut`], for every index of `members`.
+unsafe fn run<W: Elem, T: Elem, G: Elem, C: Elem>(
+    exec: &Executor,
+    checked: &Checked,
+    members: &[Entry],
+    optimizer: &Optimizer,
+    step: u64,
+) -> Result<(), optkern::Error> {
+    let mut tensors: Vec<TensorStep<'_, W, T, G, C>> = Vec::with_capacity(members.len());
+    for e in members {
+        // SAFETY: forwarded from this function's contract; each index is taken once here.
+        unsafe {
+            let weights = checked.slice_mut::<W>(e.weights);
+            let state = e.state.iter().map(|&s| checked.slice_mut::<T>(s)).collect();
+            let grad = checked.slice::<G>(e.grad);
+            let copy = e.copy.map(|c| checked.slice_mut::<C>(c));
+            tensors.push(TensorStep {
+                weights,
+                state,
+                grad,
+                model_copy: copy,
+            });
+        }
+    }
+    exec.step_many(&mut tensors, optimizer, step)
+}
+
+#[pymodule]
+fn _optkern(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(step, m)?)?;
+    m.add_function(wrap_pyfunction!(state_buffers, m)?)?;
+    m.add_function(wrap_pyfunction!(validate, m)?)?;
+    m.add_function(wrap_pyfunction!(backend, m)?)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}
