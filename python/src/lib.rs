@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use optkern::{
-    Adagrad, Adam, Adamax, Executor, Lamb, Lion, Momentum, Optimizer, Rmsprop, Sgd,
+    Adagrad, Adam, Adamax, DType, Element, Executor, Lamb, Lion, Momentum, Optimizer, Rmsprop, Sgd,
     StochasticRounding, Subnormals, TensorStep, Threads, WeightDecay, bf16, f16,
 };
 use pyo3::exceptions::{PyTypeError, PyValueError};
@@ -13,7 +13,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 
 mod tensors;
-use tensors::{Checked, Dt, Elem, Role, inspect};
+use tensors::{Checked, Role, inspect, torch_name};
 
 fn value_error(e: optkern::Error) -> PyErr {
     PyValueError::new_err(e.to_string())
@@ -172,19 +172,19 @@ fn pool(threads: usize) -> PyResult<Arc<rayon::ThreadPool>> {
 }
 
 /// The dtypes of one tensor of a step: weights, state, gradient, model copy (`None`: none).
-type Combo = (Dt, Dt, Dt, Option<Dt>);
+type Combo = (DType, DType, DType, Option<DType>);
 
 /// The combinations the extension compiles (each one instantiates every optimizer's
 /// kernels): every buffer of one type; bf16/f16 parameters with f32 state; f32 master
 /// weights with f32 state, a bf16/f16 gradient and a bf16/f16 model copy.
 const COMBOS: [Combo; 7] = [
-    (Dt::F32, Dt::F32, Dt::F32, None),
-    (Dt::Bf16, Dt::Bf16, Dt::Bf16, None),
-    (Dt::F16, Dt::F16, Dt::F16, None),
-    (Dt::Bf16, Dt::F32, Dt::Bf16, None),
-    (Dt::F16, Dt::F32, Dt::F16, None),
-    (Dt::F32, Dt::F32, Dt::Bf16, Some(Dt::Bf16)),
-    (Dt::F32, Dt::F32, Dt::F16, Some(Dt::F16)),
+    (DType::F32, DType::F32, DType::F32, None),
+    (DType::BF16, DType::BF16, DType::BF16, None),
+    (DType::F16, DType::F16, DType::F16, None),
+    (DType::BF16, DType::F32, DType::BF16, None),
+    (DType::F16, DType::F32, DType::F16, None),
+    (DType::F32, DType::F32, DType::BF16, Some(DType::BF16)),
+    (DType::F32, DType::F32, DType::F16, Some(DType::F16)),
 ];
 
 /// A tensor of the step, by index into the call's checked tensors.
@@ -332,9 +332,9 @@ fn parse_call(
         if !COMBOS.contains(&combo) {
             return Err(PyTypeError::new_err(format!(
                 "optkern: {label}: unsupported dtypes (parameter {}, state {}, gradient {}{}); supported: every tensor in one dtype, bfloat16/float16 parameters with float32 state, float32 master weights for bfloat16/float16 parameters",
-                combo.3.unwrap_or(combo.0).name(),
-                combo.1.name(),
-                combo.2.name(),
+                torch_name(combo.3.unwrap_or(combo.0)),
+                torch_name(combo.1),
+                torch_name(combo.2),
                 if combo.3.is_some() {
                     ", float32 master weights"
                 } else {
@@ -484,25 +484,25 @@ unsafe fn dispatch(
     // SAFETY (each arm): forwarded from this function's contract.
     unsafe {
         match combo {
-            (Dt::F32, Dt::F32, Dt::F32, None) => {
+            (DType::F32, DType::F32, DType::F32, None) => {
                 run::<f32, f32, f32, f32>(exec, checked, members, optimizer, step)
             }
-            (Dt::Bf16, Dt::Bf16, Dt::Bf16, None) => {
+            (DType::BF16, DType::BF16, DType::BF16, None) => {
                 run::<bf16, bf16, bf16, bf16>(exec, checked, members, optimizer, step)
             }
-            (Dt::F16, Dt::F16, Dt::F16, None) => {
+            (DType::F16, DType::F16, DType::F16, None) => {
                 run::<f16, f16, f16, f16>(exec, checked, members, optimizer, step)
             }
-            (Dt::Bf16, Dt::F32, Dt::Bf16, None) => {
+            (DType::BF16, DType::F32, DType::BF16, None) => {
                 run::<bf16, f32, bf16, bf16>(exec, checked, members, optimizer, step)
             }
-            (Dt::F16, Dt::F32, Dt::F16, None) => {
+            (DType::F16, DType::F32, DType::F16, None) => {
                 run::<f16, f32, f16, f16>(exec, checked, members, optimizer, step)
             }
-            (Dt::F32, Dt::F32, Dt::Bf16, Some(Dt::Bf16)) => {
+            (DType::F32, DType::F32, DType::BF16, Some(DType::BF16)) => {
                 run::<f32, f32, bf16, bf16>(exec, checked, members, optimizer, step)
             }
-            (Dt::F32, Dt::F32, Dt::F16, Some(Dt::F16)) => {
+            (DType::F32, DType::F32, DType::F16, Some(DType::F16)) => {
                 run::<f32, f32, f16, f16>(exec, checked, members, optimizer, step)
             }
             _ => unreachable!("optkern: combination not in COMBOS"),
@@ -512,7 +512,7 @@ unsafe fn dispatch(
 
 /// # Safety
 /// As [`Checked::slice_mut`], for every index of `members`.
-unsafe fn run<W: Elem, T: Elem, G: Elem, C: Elem>(
+unsafe fn run<W: Element, T: Element, G: Element, C: Element>(
     exec: &Executor,
     checked: &Checked,
     members: &[Entry],

@@ -19,32 +19,17 @@
 //! with the GIL released because the step holds a reference to every tensor object (so to
 //! its storage); another Python thread that resizes, frees or writes one of these tensors
 //! during the step races with it, as it would with a torch operation that releases the GIL.
+use optkern::{DType, Element};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 
-/// The element types a tensor may have.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Dt {
-    F32,
-    Bf16,
-    F16,
-}
-
-impl Dt {
-    fn size(self) -> usize {
-        match self {
-            Dt::F32 => 4,
-            Dt::Bf16 | Dt::F16 => 2,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Dt::F32 => "float32",
-            Dt::Bf16 => "bfloat16",
-            Dt::F16 => "float16",
-        }
+/// torch's name of a dtype, for error messages.
+pub fn torch_name(dtype: DType) -> &'static str {
+    match dtype {
+        DType::F32 => "float32",
+        DType::BF16 => "bfloat16",
+        DType::F16 => "float16",
     }
 }
 
@@ -76,7 +61,7 @@ fn torch(py: Python<'_>) -> PyResult<&'static Torch> {
 pub struct Raw {
     addr: usize,
     pub len: usize,
-    pub dtype: Dt,
+    pub dtype: DType,
 }
 
 /// One tensor of a step: what it is for (in error messages) and whether the step writes it.
@@ -111,11 +96,11 @@ pub fn inspect(obj: &Bound<'_, PyAny>, what: &dyn Fn() -> String) -> PyResult<Ra
     }
     let dtype_obj = obj.getattr("dtype")?;
     let dtype = if dtype_obj.is(t.float32.bind(py)) {
-        Dt::F32
+        DType::F32
     } else if dtype_obj.is(t.bfloat16.bind(py)) {
-        Dt::Bf16
+        DType::BF16
     } else if dtype_obj.is(t.float16.bind(py)) {
-        Dt::F16
+        DType::F16
     } else {
         let name = dtype_obj.str()?.to_string();
         let hint = if name == "torch.float64" {
@@ -194,9 +179,13 @@ impl Checked {
     /// The tensor is not written while the slice lives (no `slice_mut` of it: the overlap
     /// check ensures no written tensor shares its memory), and the tensor objects outlive the
     /// slice and are not resized or freed meanwhile (see the module's documentation).
-    pub unsafe fn slice<'a, E: Elem>(&self, i: usize) -> &'a [E] {
+    pub unsafe fn slice<'a, E: Element>(&self, i: usize) -> &'a [E] {
         let raw = self.raws[i];
-        assert_eq!(raw.dtype, E::DT, "optkern: internal dtype dispatch error");
+        assert_eq!(
+            raw.dtype,
+            E::DTYPE,
+            "optkern: internal dtype dispatch error"
+        );
         if raw.len == 0 {
             return &[];
         }
@@ -209,9 +198,13 @@ impl Checked {
     /// # Safety
     /// Each index is taken at most once over the life of the slices, and the tensor objects
     /// outlive them and are not resized or freed meanwhile (see the module's documentation).
-    pub unsafe fn slice_mut<'a, E: Elem>(&self, i: usize) -> &'a mut [E] {
+    pub unsafe fn slice_mut<'a, E: Element>(&self, i: usize) -> &'a mut [E] {
         let raw = self.raws[i];
-        assert_eq!(raw.dtype, E::DT, "optkern: internal dtype dispatch error");
+        assert_eq!(
+            raw.dtype,
+            E::DTYPE,
+            "optkern: internal dtype dispatch error"
+        );
         if raw.len == 0 {
             return &mut [];
         }
@@ -257,21 +250,4 @@ fn check_overlaps(raws: &[Raw], roles: &[Role]) -> PyResult<()> {
         }
     }
     Ok(())
-}
-
-/// The element types, tied to their [`Dt`].
-pub trait Elem: optkern::Element {
-    const DT: Dt;
-}
-
-impl Elem for f32 {
-    const DT: Dt = Dt::F32;
-}
-
-impl Elem for optkern::bf16 {
-    const DT: Dt = Dt::Bf16;
-}
-
-impl Elem for optkern::f16 {
-    const DT: Dt = Dt::F16;
 }
