@@ -7,8 +7,10 @@ toy. Gradients are normal with a fixed 2% of exact zeros (the same tensors for e
 optimizer). Peers on the same arrays: torch.optim.AdamW (its default for-loop path),
 torch.optim.AdamW(fused=True), DeepSpeed's DeepSpeedCPUAdam (if installed) and
 optkern.torch.AdamW; f32 parameters, and bf16 parameters with f32 state; one thread and all
-threads. Each figure is the median of `repeats` steps after two warm-up steps; every
-optimizer starts from the same parameters. Also times the crate's step call on the same
+threads. Each figure is the median of `repeats` steps (20 times as many for the toy) after
+two warm-up steps, taken in rounds that step every optimizer once in a rotating order, so that
+the machine's slow and fast moments are shared; every optimizer starts from the same
+parameters. Also times the crate's step call on the same
 tensors without the Python layer (`_optkern.step` on prepared entries) to show what the layer
 adds. Prints a table and the ratios the README quotes.
 """
@@ -58,15 +60,20 @@ def make(shapes, dtype):
     return params, grads
 
 
-def timed(step, repeats):
-    step()
-    step()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+def interleaved(steps, repeats):
+    """The median time of each step function, measured in rounds (each function once per
+    round, in an order that rotates), so that the machine's slow and fast moments are shared
+    by all of them; two warm-up rounds first."""
+    names = list(steps)
+    times = {name: [] for name in names}
+    for r in range(repeats + 2):
+        k = r % len(names)
+        for name in names[k:] + names[:k]:
+            t = time.perf_counter()
+            steps[name]()
+            if r >= 2:
+                times[name].append(time.perf_counter() - t)
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def peers(params, bf16):
@@ -98,9 +105,10 @@ def bare_call(opt):
     entries = []
     for i, p in enumerate(group["params"]):
         st = opt.state[p]
-        entries.append((f"p{i}", p.detach(), p.grad, [st["exp_avg"], st["exp_avg_sq"]], None))
+        entries.append((f"p{i}", p.detach(), p.grad, [st["exp_avg"], st["exp_avg_sq"]], None,
+                        st["step"]))
     threads = opt.threads or torch.get_num_threads()
-    calls = [(kind, hyper, 3, entries)]
+    calls = [(kind, hyper, entries)]
     return lambda: ext.step(calls, threads=threads)
 
 
@@ -121,17 +129,19 @@ def main():
             base, grads = make(shapes, dtype)
             for threads in sorted({1, all_threads}):
                 torch.set_num_threads(threads)
+                steps = {}
                 for name, build in peers(base, bf16).items():
                     params = [torch.nn.Parameter(p.detach().clone()) for p in base]
                     for p, g in zip(params, grads):
                         p.grad = g
                     opt = build(params)
-                    t = timed(opt.step, args.repeats)
-                    rows.append((model, n, "bf16+f32 state" if bf16 else "f32", threads, name, t))
+                    steps[name] = opt.step
                     if name == "optkern AdamW":
-                        rows.append((model, n, rows[-1][2], threads, "optkern bare call",
-                                     timed(bare_call(opt), args.repeats)))
-                    del opt, params
+                        steps["optkern bare call"] = bare_call(opt)
+                repeats = args.repeats * (20 if n < 1_000_000 else 1)
+                for name, t in interleaved(steps, repeats).items():
+                    rows.append((model, n, "bf16+f32 state" if bf16 else "f32", threads, name, t))
+                del steps
     torch.set_num_threads(all_threads)
     print(f"{'model':12} {'params':>11} {'dtypes':15} {'thr':>3} {'optimizer':20} {'ms/step':>9}")
     for model, n, dt, thr, name, t in rows:

@@ -91,10 +91,13 @@ class _Optimizer(torch.optim.Optimizer):
         """(crate kind, hyperparameters by the crate's names) for a group."""
         raise NotImplementedError
 
-    def _next_step(self, state, group):
-        """The step number the crate gets for a parameter with this state."""
-        step = state.get("step")
-        return (0 if step is None else int(_num(step))) + 1
+    def _initial_count(self, state, group):
+        """The step count of a parameter whose state has no "step" yet."""
+        return 0
+
+    def _given_step(self, state, group):
+        """The crate's step number when it is not one more than the count (None: it is)."""
+        return None
 
     def _initial(self, key, p, dtype, group):
         return torch.zeros_like(p, dtype=dtype, memory_format=torch.contiguous_format)
@@ -116,6 +119,18 @@ class _Optimizer(torch.optim.Optimizer):
             for key, value in self.defaults.items():
                 group.setdefault(key, value)
 
+    def load_state_dict(self, state_dict):
+        super().load_state_dict(state_dict)
+        # The kernels step contiguous tensors and count steps in float32 tensors: bring a
+        # loaded state (strided views, steps saved as numbers or in float64) to that form.
+        for state in self.state.values():
+            for key, t in list(state.items()):
+                if key == "step":
+                    if type(t) is not torch.Tensor or t.dtype is not torch.float32 or t.numel() != 1:
+                        state[key] = torch.tensor(float(_num(t)), dtype=torch.float32)
+                elif torch.is_tensor(t) and not _local(t).is_contiguous():
+                    state[key] = t.contiguous()
+
     @torch.no_grad()
     def step(self, closure=None):
         loss = None
@@ -129,49 +144,71 @@ class _Optimizer(torch.optim.Optimizer):
         multiplier = None if grad_scale is None else 1.0 / float(grad_scale)
 
         calls = []
-        commits = []  # (state dict, {key: tensor} to store, step tensor to bump or None, step)
+        stores = []  # (parameter, {key: new tensor}) to keep once stepped
+        given = []  # step counters that the crate does not count (their step was given)
+        state_dtype = self.state_dtype
+        low = self.master_weights and (torch.bfloat16, torch.float16)
+        all_state = self.state
         for gi, group in enumerate(self.param_groups):
             kind, hyper = self._hyper(group)
             keys = [self._keys[n] for n in _optkern.state_buffers(kind, hyper)]
-            by_step = {}
+            entries = []
             for pi, p in enumerate(group["params"]):
-                if p.grad is None:
+                grad = p.grad
+                if grad is None:
                     continue
                 label = f"param_groups[{gi}] parameter {pi}"
-                if not torch.is_tensor(p.grad):
-                    raise TypeError(f"optkern: {label} gradient: not a tensor")
-                state = self.state.get(p, {})
-                store = {}
-                if p.dtype not in _DTYPES:
-                    # Let the extension name the dtype.
-                    want = p.dtype
-                elif self.master_weights and p.dtype != torch.float32:
-                    want = torch.float32
-                else:
-                    want = self.state_dtype or p.dtype
+                state = all_state.get(p)
+                if state is None:
+                    state = {}
+                dtype = p.dtype
+                want = torch.float32 if low and dtype in low else (state_dtype or dtype)
+                local = getattr(p, "_local_tensor", None)
+                store = None
                 tensors = []
                 for key in keys:
                     t = state.get(key)
-                    if t is None:
-                        t = self._initial(key, p, want, group)
+                    if t is None or t.dtype is not want:
+                        if t is None:
+                            t = self._initial(key, p, want, group)
+                        else:
+                            t = t.to(dtype=want, memory_format=torch.contiguous_format, copy=True)
+                        if store is None:
+                            store = {}
                         store[key] = t
-                    elif t.dtype != want or not _local(t).is_contiguous():
-                        t = t.to(dtype=want, memory_format=torch.contiguous_format, copy=True)
-                        store[key] = t
-                    tensors.append(_local(t))
-                if self.master_weights and p.dtype in (torch.bfloat16, torch.float16):
-                    master = state.get("master_weights")
-                    if master is None or master.dtype != torch.float32 or master.shape != p.shape:
-                        master = p.detach().to(torch.float32, copy=True)
-                        store["master_weights"] = master
-                    entry = (label, _local(master), _local(p.grad), tensors, _local(p))
+                    tensors.append(t if local is None else _local(t))
+                count = state.get("step")
+                if type(count) is not torch.Tensor or count.dtype is not torch.float32:
+                    value = self._initial_count(state, group) if count is None else float(_num(count))
+                    count = torch.tensor(float(value), dtype=torch.float32)
+                    if store is None:
+                        store = {}
+                    store["step"] = count
+                n = self._given_step(state, group)
+                if n is not None:
+                    given.append(count)
+                    step = n
                 else:
-                    entry = (label, _local(p), _local(p.grad), tensors, None)
-                n = self._next_step(state, group)
-                by_step.setdefault(n, []).append(entry)
-                commits.append((p, store, n))
-            for n, entries in by_step.items():
-                calls.append((kind, hyper, n, entries))
+                    step = count
+                if low and dtype in low:
+                    master = state.get("master_weights")
+                    if master is None or master.dtype is not torch.float32 or master.shape != p.shape:
+                        master = p.detach().to(torch.float32, copy=True)
+                        if store is None:
+                            store = {}
+                        store["master_weights"] = master
+                    weights, copy = master, p
+                else:
+                    weights, copy = p, None
+                if local is None:
+                    entries.append((label, weights, grad, tensors, copy, step))
+                else:
+                    entries.append((label, _local(weights), _local(grad), tensors,
+                                    None if copy is None else _local(copy), step))
+                if store is not None:
+                    stores.append((p, store))
+            if entries:
+                calls.append((kind, hyper, entries))
         if not calls:
             return loss
         self._check_calls(calls)
@@ -179,18 +216,11 @@ class _Optimizer(torch.optim.Optimizer):
         _optkern.step(calls, threads=threads, grad_scale=multiplier,
                       flush_subnormals=self.flush_subnormals, seed=self.stochastic_rounding,
                       index_base=0)
-        # Stepped: keep the new state and count the step.
-        bump = []
-        for p, store, n in commits:
-            state = self.state[p]
-            state.update(store)
-            step = state.get("step")
-            if torch.is_tensor(step) and int(step) == n - 1:
-                bump.append(step)
-            else:
-                state["step"] = torch.tensor(float(n), dtype=torch.float32)
-        if bump:
-            torch._foreach_add_(bump, 1.0)
+        # Stepped: keep the new state; count the steps the crate did not count.
+        for p, store in stores:
+            all_state[p].update(store)
+        for count in given:
+            count.add_(1.0)
         self._after_step()
         return loss
 
@@ -246,13 +276,18 @@ class SGD(_Optimizer):
         h.update(momentum=g["momentum"], dampening=g["dampening"], nesterov=g["nesterov"])
         return "momentum", h
 
-    def _next_step(self, state, group):
-        # The crate's step 1 is torch's first use of the buffer: buffer = gradient.
-        step = state.get("step")
-        count = 0 if step is None else int(_num(step))
+    # The crate's step 1 is torch's first use of the buffer: buffer = gradient.
+    def _initial_count(self, state, group):
+        # A state saved by torch.optim.SGD has a buffer and no count.
+        return 1 if state.get("momentum_buffer") is not None else 0
+
+    def _given_step(self, state, group):
+        # Momentum turned on after steps without it: the buffer starts now.
         if group["momentum"] != 0 and state.get("momentum_buffer") is None:
-            return 1
-        return max(count + 1, 2) if group["momentum"] != 0 else count + 1
+            count = state.get("step")
+            if count is not None and float(_num(count)) != 0.0:
+                return 1
+        return None
 
 
 class Adam(_Optimizer):
@@ -445,18 +480,17 @@ class LAMB(_Optimizer):
                             max_grad_norm=g["max_grad_norm"], trust_clip=g["trust_clip"],
                             always_adapt=g["always_adapt"])
 
-    def _next_step(self, state, group):
+    def _initial_count(self, state, group):
         # timm counts steps per group; a state saved by timm has no per-parameter count.
-        step = state.get("step")
-        if step is None and state.get("exp_avg") is not None:
-            return int(group.get("step", 0)) + 1
-        return (0 if step is None else int(_num(step))) + 1
+        if state.get("exp_avg") is not None:
+            return int(group.get("step", 0))
+        return 0
 
     def _check_calls(self, calls):
         clipping = [c for c in calls if c[1]["max_grad_norm"] is not None]
         if clipping and len(calls) > 1:
             raise ValueError("optkern: LAMB with max_grad_norm clips by the norm of all the gradients: "
-                             "every parameter with a gradient must be in one group with one step count")
+                             "every parameter with a gradient must be in one group")
 
     def _after_step(self):
         for group in self.param_groups:

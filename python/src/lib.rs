@@ -9,11 +9,13 @@ use optkern::{
     StochasticRounding, Subnormals, TensorStep, Threads, WeightDecay, bf16, f16,
 };
 use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyTuple};
+use pyo3::types::{PyDict, PyInt, PyList, PyTuple};
 
+mod reference;
 mod tensors;
-use tensors::{Checked, Role, inspect, torch_name};
+use tensors::{Access, Checked, inspect, torch_name};
 
 fn value_error(e: optkern::Error) -> PyErr {
     PyValueError::new_err(e.to_string())
@@ -193,134 +195,208 @@ struct Entry {
     grad: usize,
     state: Vec<usize>,
     copy: Option<usize>,
+    /// The step counter to set to the crate's step once the step is done.
+    counter: Option<usize>,
 }
 
-/// One optimizer call: its config, step number and tensors, by combination.
+/// Where an entry's step number comes from.
+enum StepOf {
+    /// Given by the caller.
+    Given(u64),
+    /// One more than the count in the entry's step counter.
+    Counter(usize),
+}
+
+/// One optimizer call as read, before the step counters are read.
+struct Parsed {
+    optimizer: Optimizer,
+    entries: Vec<(Combo, Entry, StepOf)>,
+}
+
+/// One optimizer call: its config and tensors, by step number and dtype combination.
 struct Call {
     optimizer: Optimizer,
-    step: u64,
-    groups: Vec<(Combo, Vec<Entry>)>,
+    groups: Vec<(u64, Combo, Vec<Entry>)>,
 }
 
-fn add(
-    raws: &mut Vec<tensors::Raw>,
-    roles: &mut Vec<Role>,
-    obj: &Bound<'_, PyAny>,
-    label: &str,
-    part: &str,
-    written: bool,
-) -> PyResult<usize> {
-    let what = || format!("{label} {part}");
-    raws.push(inspect(obj, &what)?);
-    roles.push(Role {
-        label: what(),
-        written,
-    });
-    Ok(raws.len() - 1)
+/// What a tensor of a step is, for error messages.
+#[derive(Clone, Copy)]
+enum Part {
+    Parameter,
+    MasterWeights,
+    Gradient,
+    State(&'static str),
+    Counter,
 }
 
-/// Reads one call `(kind, hyper, step, entries)`, checking each tensor and its lengths.
-fn parse_call(
-    call: &Bound<'_, PyAny>,
-    raws: &mut Vec<tensors::Raw>,
-    roles: &mut Vec<Role>,
-) -> PyResult<Call> {
+/// The tensors of a step as they are read: each one's address, access and name.
+struct Tensors<'py> {
+    raws: Vec<tensors::Raw>,
+    access: Vec<Access>,
+    names: Vec<(Bound<'py, PyAny>, Part)>,
+}
+
+/// "param_groups[0] parameter 3 gradient", from the entry's label and the part.
+fn describe(label: &Bound<'_, PyAny>, part: Part) -> String {
+    let label = label
+        .str()
+        .map(|s| s.to_string())
+        .unwrap_or_else(|_| "?".into());
+    match part {
+        Part::Parameter => format!("{label} parameter"),
+        Part::MasterWeights => format!("{label} master weights"),
+        Part::Gradient => format!("{label} gradient"),
+        Part::State(name) => format!("{label} state {name:?}"),
+        Part::Counter => format!("{label} step count"),
+    }
+}
+
+impl<'py> Tensors<'py> {
+    fn add(
+        &mut self,
+        obj: &Bound<'py, PyAny>,
+        label: &Bound<'py, PyAny>,
+        part: Part,
+        access: Access,
+    ) -> PyResult<usize> {
+        self.raws.push(inspect(obj, &|| describe(label, part))?);
+        self.access.push(access);
+        self.names.push((label.clone(), part));
+        Ok(self.raws.len() - 1)
+    }
+
+    fn name(&self, i: usize) -> String {
+        let (label, part) = &self.names[i];
+        describe(label, *part)
+    }
+}
+
+/// The largest step count a float32 counter holds exactly with its successor.
+const MAX_COUNT: f32 = 16_777_215.0;
+
+/// Reads one call `(kind, hyper, entries)`, checking each tensor and its lengths.
+fn parse_call<'py>(call: &Bound<'py, PyAny>, tensors: &mut Tensors<'py>) -> PyResult<Parsed> {
+    let py = call.py();
     let call = call.cast::<PyTuple>()?;
-    if call.len() != 4 {
+    if call.len() != 3 {
         return Err(PyTypeError::new_err(
-            "optkern: a call is (kind, hyper, step, entries)",
+            "optkern: a call is (kind, hyper, entries)",
         ));
     }
     let kind: String = call.get_item(0)?.extract()?;
     let hyper = call.get_item(1)?.cast_into::<PyDict>()?;
-    let step: u64 = call.get_item(2)?.extract()?;
-    let entries = call.get_item(3)?.cast_into::<PyList>()?;
+    let entries = call.get_item(2)?.cast_into::<PyList>()?;
     let optimizer = config(&kind, &hyper)?;
-    if step == 0 {
-        return Err(PyValueError::new_err("optkern: step counts from 1"));
-    }
     let names = optimizer.state_buffers();
     let n_state = names.len();
-    let mut list: Vec<(Combo, Entry)> = Vec::with_capacity(entries.len());
+    let mut list: Vec<(Combo, Entry, StepOf)> = Vec::with_capacity(entries.len());
     for entry in entries.iter() {
         let entry = entry.cast_into::<PyTuple>()?;
-        if entry.len() != 5 {
+        if entry.len() != 6 {
             return Err(PyTypeError::new_err(
-                "optkern: an entry is (label, weights, grad, state, copy)",
+                "optkern: an entry is (label, weights, grad, state, copy, step)",
             ));
         }
-        let label: String = entry.get_item(0)?.extract()?;
-        let (w, g, state, copy) = (
+        let label = entry.get_item(0)?;
+        let (w, g, state, copy, step) = (
             entry.get_item(1)?,
             entry.get_item(2)?,
             entry.get_item(3)?,
             entry.get_item(4)?,
+            entry.get_item(5)?,
         );
         let state = state.cast_into::<PyList>()?;
         if state.len() != n_state {
             return Err(PyValueError::new_err(format!(
-                "optkern: {label}: {} state tensors given, {kind} uses {n_state}",
+                "optkern: {}: {} state tensors given, {kind} uses {n_state}",
+                label.str()?,
                 state.len()
             )));
         }
-        let wi = add(
-            raws,
-            roles,
+        let wi = tensors.add(
             &w,
             &label,
             if copy.is_none() {
-                "parameter"
+                Part::Parameter
             } else {
-                "master weights"
+                Part::MasterWeights
             },
-            true,
+            Access::Write,
         )?;
-        let gi = add(raws, roles, &g, &label, "gradient", false)?;
+        let gi = tensors.add(&g, &label, Part::Gradient, Access::Read)?;
         let mut si = Vec::with_capacity(n_state);
         for (k, s) in state.iter().enumerate() {
-            si.push(add(
-                raws,
-                roles,
-                &s,
-                &label,
-                &format!("state {:?}", names[k]),
-                true,
-            )?);
+            si.push(tensors.add(&s, &label, Part::State(names[k]), Access::Write)?);
         }
         let ci = if copy.is_none() {
             None
         } else {
-            Some(add(raws, roles, &copy, &label, "parameter", true)?)
+            Some(tensors.add(&copy, &label, Part::Parameter, Access::Write)?)
+        };
+        // (An int is told apart first: asking a tensor for an int raises, slowly.)
+        let (step_of, counter) = if step.is_instance_of::<PyInt>() {
+            let n: u64 = step.extract().map_err(|_| {
+                PyValueError::new_err(format!(
+                    "optkern: {}: a step number is an integer from 1",
+                    label.str().map(|s| s.to_string()).unwrap_or_default()
+                ))
+            })?;
+            if n == 0 {
+                return Err(PyValueError::new_err(format!(
+                    "optkern: {}: steps count from 1",
+                    label.str()?
+                )));
+            }
+            (StepOf::Given(n), None)
+        } else {
+            let k = tensors.add(&step, &label, Part::Counter, Access::Write)?;
+            let raw = &tensors.raws[k];
+            if raw.dtype != DType::F32 || raw.len != 1 {
+                return Err(PyTypeError::new_err(format!(
+                    "optkern: {}: a step count is a float32 tensor of one element (torch's \"step\"), not {} of {} elements",
+                    tensors.name(k),
+                    torch_name(raw.dtype),
+                    raw.len
+                )));
+            }
+            (StepOf::Counter(k), Some(k))
         };
         // Shapes: the gradient has the parameter's shape, the state and the copy its numel.
-        let shape = w.getattr("shape")?;
-        let gshape = g.getattr("shape")?;
+        let shape = w.getattr(intern!(py, "shape"))?;
+        let gshape = g.getattr(intern!(py, "shape"))?;
         if !gshape.eq(&shape)? {
             return Err(PyValueError::new_err(format!(
-                "optkern: {label}: the gradient's shape {} differs from the parameter's {}",
+                "optkern: {}: the gradient's shape {} differs from the parameter's {}",
+                label.str()?,
                 gshape.str()?,
                 shape.str()?
             )));
         }
+        let raws = &tensors.raws;
         if let Some(c) = ci
             && raws[c].len != raws[wi].len
         {
             return Err(PyValueError::new_err(format!(
-                "optkern: {label}: the parameter has {} elements, its master weights {}",
-                raws[c].len, raws[wi].len
+                "optkern: {}: the parameter has {} elements, its master weights {}",
+                label.str()?,
+                raws[c].len,
+                raws[wi].len
             )));
         }
         for &s in &si {
             if raws[s].len != raws[wi].len {
                 return Err(PyValueError::new_err(format!(
                     "optkern: {}: {} elements, the parameter has {}",
-                    roles[s].label, raws[s].len, raws[wi].len
+                    tensors.name(s),
+                    raws[s].len,
+                    raws[wi].len
                 )));
             }
         }
         if si.windows(2).any(|p| raws[p[0]].dtype != raws[p[1]].dtype) {
             return Err(PyTypeError::new_err(format!(
-                "optkern: {label}: the state tensors have different dtypes"
+                "optkern: {}: the state tensors have different dtypes",
+                label.str()?
             )));
         }
         let combo: Combo = (
@@ -331,7 +407,8 @@ fn parse_call(
         );
         if !COMBOS.contains(&combo) {
             return Err(PyTypeError::new_err(format!(
-                "optkern: {label}: unsupported dtypes (parameter {}, state {}, gradient {}{}); supported: every tensor in one dtype, bfloat16/float16 parameters with float32 state, float32 master weights for bfloat16/float16 parameters",
+                "optkern: {}: unsupported dtypes (parameter {}, state {}, gradient {}{}); supported: every tensor in one dtype, bfloat16/float16 parameters with float32 state, float32 master weights for bfloat16/float16 parameters",
+                label.str()?,
                 torch_name(combo.3.unwrap_or(combo.0)),
                 torch_name(combo.1),
                 torch_name(combo.2),
@@ -349,41 +426,73 @@ fn parse_call(
                 grad: gi,
                 state: si,
                 copy: ci,
+                counter,
             },
+            step_of,
         ));
     }
-    let mut groups: Vec<(Combo, Vec<Entry>)> = Vec::new();
-    for (combo, entry) in list {
-        match groups.iter_mut().find(|(c, _)| *c == combo) {
-            Some((_, members)) => members.push(entry),
-            None => groups.push((combo, vec![entry])),
+    Ok(Parsed {
+        optimizer,
+        entries: list,
+    })
+}
+
+/// Groups a parsed call's entries by step number and dtype combination (in order of first
+/// appearance), reading the step counters.
+fn resolve(parsed: Parsed, checked: &Checked, tensors: &Tensors<'_>) -> PyResult<Call> {
+    let mut groups: Vec<(u64, Combo, Vec<Entry>)> = Vec::new();
+    for (combo, entry, step_of) in parsed.entries {
+        let step = match step_of {
+            StepOf::Given(n) => n,
+            StepOf::Counter(k) => {
+                // SAFETY: no slice of any tensor of the call exists yet; the counter was
+                // checked to be one float32 element.
+                let count = unsafe { checked.slice::<f32>(k)[0] };
+                if !(0.0..=MAX_COUNT).contains(&count) || count.fract() != 0.0 {
+                    return Err(PyValueError::new_err(format!(
+                        "optkern: {} is {count}; a step count is a whole number from 0 to {MAX_COUNT}",
+                        tensors.name(k)
+                    )));
+                }
+                count as u64 + 1
+            }
+        };
+        match groups
+            .iter_mut()
+            .find(|(n, c, _)| *n == step && *c == combo)
+        {
+            Some((_, _, members)) => members.push(entry),
+            None => groups.push((step, combo, vec![entry])),
         }
     }
-    if groups.len() > 1 && optimizer_clips(&optimizer) {
-        return Err(PyTypeError::new_err(
-            "optkern: LAMB with max_grad_norm clips by the norm of all the gradients together; give every parameter of the optimizer the same dtypes",
+    if groups.len() > 1 && optimizer_clips(&parsed.optimizer) {
+        return Err(PyValueError::new_err(
+            "optkern: LAMB with max_grad_norm clips by the norm of all the gradients together: every parameter of the optimizer needs the same step count and the same dtypes",
         ));
     }
     Ok(Call {
-        optimizer,
-        step,
+        optimizer: parsed.optimizer,
         groups,
     })
 }
 
-/// Steps every tensor of `calls` with the crate's `step_many`, one call per optimizer call
-/// and dtype combination.
+/// Steps every tensor of `calls` with the crate's `step_many`, one call per optimizer call,
+/// step number and dtype combination.
 ///
-/// `calls`: a list of `(kind, hyper, step, entries)`, with `entries` a list of `(label,
-/// weights, grad, [state...], copy or None)`, the state tensors in the order of
+/// `calls`: a list of `(kind, hyper, entries)`, with `entries` a list of `(label, weights,
+/// grad, [state...], copy or None, step)`, the state tensors in the order of
 /// [`state_buffers`]; `copy` (the parameter, when `weights` are master weights) receives
-/// the new weights rounded to its dtype. `label` names the parameter in error messages.
+/// the new weights rounded to its dtype. `step` is the crate's step number for the entry
+/// (an int from 1), or a step counter: a float32 tensor of one element holding the number of
+/// steps taken (torch's `state["step"]`), whose successor is the step number and which is
+/// set to it once every tensor is stepped. `label` names the parameter in error messages.
 /// Every tensor of every call is checked (see `tensors.rs`), with its lengths, dtypes and
-/// overlaps with all the others, before anything is written; then the kernels run with the
-/// GIL released, on a pool of `threads` threads (1: the calling thread). `grad_scale`
-/// multiplies every gradient value as it is read. `seed` turns on stochastic rounding of
-/// bf16/f16 weights and copies, with elements numbered from `index_base` in the order of
-/// the calls, and within a call by dtype combination (in order of first appearance).
+/// overlaps with all the others, and every counter read, before anything is written; then
+/// the kernels run with the GIL released, on a pool of `threads` threads (1: the calling
+/// thread). `grad_scale` multiplies every gradient value as it is read. `seed` turns on
+/// stochastic rounding of bf16/f16 weights and copies, with elements numbered from
+/// `index_base` in the order of the calls, and within a call by step number and dtype
+/// combination (in order of first appearance).
 #[pyfunction]
 #[pyo3(signature = (calls, threads=1, grad_scale=None, flush_subnormals=false, seed=None, index_base=0))]
 fn step(
@@ -395,13 +504,20 @@ fn step(
     seed: Option<u64>,
     index_base: u64,
 ) -> PyResult<()> {
-    let mut raws = Vec::new();
-    let mut roles = Vec::new();
+    let mut tensors = Tensors {
+        raws: Vec::new(),
+        access: Vec::new(),
+        names: Vec::new(),
+    };
     let mut parsed = Vec::with_capacity(calls.len());
     for call in calls.iter() {
-        parsed.push(parse_call(&call, &mut raws, &mut roles)?);
+        parsed.push(parse_call(&call, &mut tensors)?);
     }
-    let checked = Checked::new(raws, &roles)?;
+    let checked = Checked::new(tensors.raws.clone(), &tensors.access, &|i| tensors.name(i))?;
+    let parsed = parsed
+        .into_iter()
+        .map(|p| resolve(p, &checked, &tensors))
+        .collect::<PyResult<Vec<Call>>>()?;
     let mut exec = Executor::new()
         .map_err(value_error)?
         .with_threads(if threads > 1 {
@@ -418,7 +534,7 @@ fn step(
     let total: usize = parsed
         .iter()
         .flat_map(|c| &c.groups)
-        .flat_map(|(_, m)| m)
+        .flat_map(|(_, _, m)| m)
         .map(|e| checked.len(e.weights))
         .sum();
     if seed.is_some() && index_base.checked_add(total as u64).is_none() {
@@ -432,10 +548,10 @@ fn step(
         None
     };
     py.detach(|| -> Result<(), optkern::Error> {
-        let run = move || -> Result<(), optkern::Error> {
+        let run = || -> Result<(), optkern::Error> {
             let mut base = index_base;
             for call in &parsed {
-                for (combo, members) in &call.groups {
+                for (step, combo, members) in &call.groups {
                     let exec = match seed {
                         Some(seed) => exec.with_stochastic_rounding(Some(StochasticRounding {
                             seed,
@@ -448,11 +564,9 @@ fn step(
                         .map(|e| checked.len(e.weights) as u64)
                         .sum::<u64>();
                     // SAFETY: every index of `checked` belongs to one entry, and each entry to
-                    // one combination of one call, so each is taken once; the tensor objects
-                    // are held by `calls` for the whole call.
-                    unsafe {
-                        dispatch(&exec, &checked, *combo, members, &call.optimizer, call.step)?
-                    };
+                    // one group of one call, so each is taken once (the counters are not taken
+                    // here); the tensor objects are held by `calls` for the whole call.
+                    unsafe { dispatch(&exec, &checked, *combo, members, &call.optimizer, *step)? };
                 }
             }
             Ok(())
@@ -462,7 +576,18 @@ fn step(
             None => run(),
         }
     })
-    .map_err(value_error)
+    .map_err(value_error)?;
+    // Count the step in the counters.
+    for call in &parsed {
+        for (step, _, members) in &call.groups {
+            for k in members.iter().filter_map(|e| e.counter) {
+                // SAFETY: the kernels' slices are gone; each counter belongs to one entry and
+                // overlaps no other tensor of the call, so this is its only slice.
+                unsafe { checked.slice_mut::<f32>(k)[0] = *step as f32 };
+            }
+        }
+    }
+    Ok(())
 }
 
 fn optimizer_clips(o: &Optimizer) -> bool {
@@ -544,6 +669,7 @@ fn _optkern(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(state_buffers, m)?)?;
     m.add_function(wrap_pyfunction!(validate, m)?)?;
     m.add_function(wrap_pyfunction!(backend, m)?)?;
+    m.add_class::<reference::Reference>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -4,23 +4,27 @@
 //! fact that makes it sound to view a tensor's memory as a Rust slice is checked here, for
 //! every tensor of the call, before any slice exists and so before anything is written:
 //!
-//! - it is a strided (dense) tensor on the CPU (`layout is torch.strided`, `device.type ==
-//!   "cpu"`): its `data_ptr()` is an address in this process;
+//! - it is a `torch.Tensor` (an instance), strided (dense, `layout is torch.strided`) and on
+//!   the CPU (`is_cpu`): its `data_ptr()` is an address in this process;
 //! - it is contiguous (`is_contiguous()`) and not a lazily negated view (`is_neg()`): its
 //!   `numel()` elements are the `numel() * element_size()` bytes from `data_ptr()`, in order;
 //! - its dtype is `float32`, `bfloat16` or `float16`, whose layouts are those of `f32`,
 //!   [`optkern::bf16`] and [`optkern::f16`]; the address is non-null and aligned to the element
 //!   size (a tensor with no element gets an empty slice and its address is not used);
-//! - the tensors a call writes (weights, state buffers, model copies) overlap no other tensor
-//!   of the call, and the gradients (only read) overlap no written one: the `&mut` slices are
-//!   exclusive and the shared ones are not written through another slice.
+//! - the tensors a call writes (weights, state buffers, model copies, step counters) overlap
+//!   no other tensor of the call, and the gradients (only read) overlap no written one: the
+//!   `&mut` slices are exclusive and the shared ones are not written through another slice.
 //!
 //! What it cannot check, and documents instead: the memory stays valid while the step runs
 //! with the GIL released because the step holds a reference to every tensor object (so to
 //! its storage); another Python thread that resizes, frees or writes one of these tensors
-//! during the step races with it, as it would with a torch operation that releases the GIL.
+//! during the step races with it, as it would with a torch operation that releases the GIL;
+//! and a `torch.Tensor` subclass that overrides `data_ptr`, `numel` or the other properties
+//! above with Python code that lies about its memory defeats the checks (torch's own
+//! subclasses, `Parameter` and the local tensors of DTensors, do not override them).
 use optkern::{DType, Element};
 use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 
@@ -39,6 +43,7 @@ struct Torch {
     bfloat16: Py<PyAny>,
     float16: Py<PyAny>,
     strided: Py<PyAny>,
+    tensor: Py<PyAny>,
 }
 
 static TORCH: PyOnceLock<Torch> = PyOnceLock::new();
@@ -51,6 +56,7 @@ fn torch(py: Python<'_>) -> PyResult<&'static Torch> {
             bfloat16: t.getattr("bfloat16")?.unbind(),
             float16: t.getattr("float16")?.unbind(),
             strided: t.getattr("strided")?.unbind(),
+            tensor: t.getattr("Tensor")?.unbind(),
         })
     })
 }
@@ -64,10 +70,12 @@ pub struct Raw {
     pub dtype: DType,
 }
 
-/// One tensor of a step: what it is for (in error messages) and whether the step writes it.
-pub struct Role {
-    pub label: String,
-    pub written: bool,
+/// Whether the step writes a tensor (weights, state, model copy, step counter) or only reads
+/// it (gradient).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
 }
 
 /// Checks one tensor (all but the overlaps, which [`check_overlaps`] checks across the call).
@@ -77,24 +85,27 @@ pub fn inspect(obj: &Bound<'_, PyAny>, what: &dyn Fn() -> String) -> PyResult<Ra
     let t = torch(py)?;
     let fail_type = |why: String| PyTypeError::new_err(format!("optkern: {}: {why}", what()));
     let fail_value = |why: String| PyValueError::new_err(format!("optkern: {}: {why}", what()));
-    let layout = obj
-        .getattr("layout")
-        .map_err(|_| fail_type(format!("is not a torch.Tensor (a {})", type_name(obj))))?;
+    if !obj.is_instance(t.tensor.bind(py))? {
+        return Err(fail_type(format!(
+            "is not a torch.Tensor (a {})",
+            type_name(obj)
+        )));
+    }
+    let layout = obj.getattr(intern!(py, "layout"))?;
     if !layout.is(t.strided.bind(py)) {
         return Err(fail_type(format!(
             "is a {} tensor; optkern steps dense (strided) tensors only",
             layout.str()?
         )));
     }
-    let device = obj.getattr("device")?;
-    let kind = device.getattr("type")?;
-    if !kind.eq("cpu")? {
+    if !obj.getattr(intern!(py, "is_cpu"))?.extract::<bool>()? {
+        let device = obj.getattr(intern!(py, "device"))?;
         return Err(fail_type(format!(
             "is on {}; optkern steps CPU tensors only",
             device.str()?
         )));
     }
-    let dtype_obj = obj.getattr("dtype")?;
+    let dtype_obj = obj.getattr(intern!(py, "dtype"))?;
     let dtype = if dtype_obj.is(t.float32.bind(py)) {
         DType::F32
     } else if dtype_obj.is(t.bfloat16.bind(py)) {
@@ -112,18 +123,21 @@ pub fn inspect(obj: &Bound<'_, PyAny>, what: &dyn Fn() -> String) -> PyResult<Ra
             "has dtype {name}; optkern supports torch.float32, torch.bfloat16 and torch.float16{hint}"
         )));
     };
-    if !obj.call_method0("is_contiguous")?.extract::<bool>()? {
+    if !obj
+        .call_method0(intern!(py, "is_contiguous"))?
+        .extract::<bool>()?
+    {
         return Err(fail_value(
             "is not contiguous; optkern steps contiguous tensors only (call .contiguous() on the parameter before building the optimizer)".into(),
         ));
     }
-    if obj.call_method0("is_neg")?.extract::<bool>()? {
+    if obj.call_method0(intern!(py, "is_neg"))?.extract::<bool>()? {
         return Err(fail_value(
             "is a lazily negated view (is_neg()); call .resolve_neg() first".into(),
         ));
     }
-    let len: usize = obj.call_method0("numel")?.extract()?;
-    let addr: usize = obj.call_method0("data_ptr")?.extract()?;
+    let len: usize = obj.call_method0(intern!(py, "numel"))?.extract()?;
+    let addr: usize = obj.call_method0(intern!(py, "data_ptr"))?.extract()?;
     if len > 0 {
         if addr == 0 {
             return Err(fail_value("has a null data pointer".into()));
@@ -160,10 +174,14 @@ pub struct Checked {
 }
 
 impl Checked {
-    /// Checks that no written tensor overlaps another tensor of the call (with `raws[i]`
-    /// described by `roles[i]`).
-    pub fn new(raws: Vec<Raw>, roles: &[Role]) -> PyResult<Checked> {
-        check_overlaps(&raws, roles)?;
+    /// Checks that no written tensor overlaps another tensor of the call, with `access[i]`
+    /// saying whether `raws[i]` is written and `name(i)` naming it in the error.
+    pub fn new(
+        raws: Vec<Raw>,
+        access: &[Access],
+        name: &dyn Fn(usize) -> String,
+    ) -> PyResult<Checked> {
+        check_overlaps(&raws, access, name)?;
         Ok(Checked { raws })
     }
 
@@ -217,7 +235,7 @@ impl Checked {
 }
 
 /// Fails if a written tensor shares a byte with any other tensor of the call.
-fn check_overlaps(raws: &[Raw], roles: &[Role]) -> PyResult<()> {
+fn check_overlaps(raws: &[Raw], access: &[Access], name: &dyn Fn(usize) -> String) -> PyResult<()> {
     let mut spans: Vec<(usize, usize, usize)> = raws
         .iter()
         .enumerate()
@@ -229,15 +247,12 @@ fn check_overlaps(raws: &[Raw], roles: &[Role]) -> PyResult<()> {
     let mut far_all: Option<(usize, usize)> = None;
     let mut far_written: Option<(usize, usize)> = None;
     for &(start, end, i) in &spans {
-        let against = if roles[i].written {
-            far_all
-        } else {
-            far_written
-        };
+        let written = access[i] == Access::Write;
+        let against = if written { far_all } else { far_written };
         if let Some((far_end, j)) = against
             && start < far_end
         {
-            let (a, b) = (&roles[j].label, &roles[i].label);
+            let (a, b) = (name(j), name(i));
             return Err(PyValueError::new_err(format!(
                 "optkern: {a} and {b} share memory; each tensor a step writes must have memory of its own"
             )));
@@ -245,7 +260,7 @@ fn check_overlaps(raws: &[Raw], roles: &[Role]) -> PyResult<()> {
         if far_all.is_none_or(|(e, _)| end > e) {
             far_all = Some((end, i));
         }
-        if roles[i].written && far_written.is_none_or(|(e, _)| end > e) {
+        if written && far_written.is_none_or(|(e, _)| end > e) {
             far_written = Some((end, i));
         }
     }
