@@ -7,14 +7,17 @@ toy. Gradients are normal with a fixed 2% of exact zeros (the same tensors for e
 optimizer). Peers on the same arrays: torch.optim.AdamW (its default for-loop path),
 torch.optim.AdamW(fused=True), DeepSpeed's DeepSpeedCPUAdam (if installed) and
 optkern.torch.AdamW; f32 parameters, and bf16 parameters with f32 state; one thread and all
-threads. Each figure is the median of `repeats` steps (20 times as many for the toy) after
-two warm-up steps, taken in rounds that step every optimizer once in a rotating order, so that
-the machine's slow and fast moments are shared; every optimizer starts from the same
-parameters. Also times the crate's step call on the same
+threads. Each figure is the median of `repeats` steps after two warm-up steps, taken in
+rounds that step every optimizer once in a rotating order, so that the machine's slow and fast
+moments are shared (for the toy, 20 times as many rounds of 10 steps in a row, timed
+together: a single step of some 50 us is within the machine's noise), with Python's garbage
+collector off during each timing (it runs between them), as `timeit` does; every optimizer starts
+from the same parameters. Also times the crate's step call on the same
 tensors without the Python layer (`_optkern.step` on prepared entries) to show what the layer
 adds. Prints a table and the ratios the README quotes.
 """
 import argparse
+import gc
 import os
 import statistics
 import sys
@@ -60,19 +63,26 @@ def make(shapes, dtype):
     return params, grads
 
 
-def interleaved(steps, repeats):
-    """The median time of each step function, measured in rounds (each function once per
-    round, in an order that rotates), so that the machine's slow and fast moments are shared
-    by all of them; two warm-up rounds first."""
+def interleaved(steps, repeats, block=1):
+    """The median time of one call of each step function, measured in rounds (each function
+    `block` times in a row per round, in an order that rotates), so that the machine's slow
+    and fast moments are shared by all of them; two warm-up rounds first."""
     names = list(steps)
     times = {name: [] for name in names}
     for r in range(repeats + 2):
         k = r % len(names)
         for name in names[k:] + names[:k]:
+            f = steps[name]
+            # As timeit does: no garbage collection inside a timing, where it would charge
+            # one optimizer for the objects another one allocated (it runs between timings).
+            gc.disable()
             t = time.perf_counter()
-            steps[name]()
+            for _ in range(block):
+                f()
+            elapsed = time.perf_counter() - t
+            gc.enable()
             if r >= 2:
-                times[name].append(time.perf_counter() - t)
+                times[name].append(elapsed / block)
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
@@ -100,6 +110,7 @@ def peers(params, bf16):
 def bare_call(opt):
     """The crate's step on the optimizer's own tensors, without the Python layer: the call
     `optkern.torch` makes, prepared once."""
+    opt.step()  # the state exists from the first step on
     group = opt.param_groups[0]
     kind, hyper = opt._hyper(group)
     entries = []
@@ -138,8 +149,9 @@ def main():
                     steps[name] = opt.step
                     if name == "optkern AdamW":
                         steps["optkern bare call"] = bare_call(opt)
-                repeats = args.repeats * (20 if n < 1_000_000 else 1)
-                for name, t in interleaved(steps, repeats).items():
+                small = n < 1_000_000
+                repeats = args.repeats * (20 if small else 1)
+                for name, t in interleaved(steps, repeats, 10 if small else 1).items():
                     rows.append((model, n, "bf16+f32 state" if bf16 else "f32", threads, name, t))
                 del steps
     torch.set_num_threads(all_threads)

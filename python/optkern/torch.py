@@ -52,6 +52,15 @@ def _local(t):
     return t if local is None else local
 
 
+def _increment_version(tensors):
+    bump = getattr(torch.autograd.graph, "increment_version", None)
+    if bump is not None:
+        bump(tensors)
+    else:  # torch before 2.2: one tensor at a time
+        for t in tensors:
+            torch._C._increment_version(t)
+
+
 def _num(x):
     return float(x) if torch.is_tensor(x) else x
 
@@ -146,12 +155,14 @@ class _Optimizer(torch.optim.Optimizer):
         calls = []
         stores = []  # (parameter, {key: new tensor}) to keep once stepped
         given = []  # step counters that the crate does not count (their step was given)
+        written = []  # every tensor the step writes, for autograd's version counters
         state_dtype = self.state_dtype
         low = self.master_weights and (torch.bfloat16, torch.float16)
         all_state = self.state
+        given_step = None if type(self)._given_step is _Optimizer._given_step else self._given_step
         for gi, group in enumerate(self.param_groups):
             kind, hyper = self._hyper(group)
-            keys = [self._keys[n] for n in _optkern.state_buffers(kind, hyper)]
+            keys = self._state_keys(kind, hyper)
             entries = []
             for pi, p in enumerate(group["params"]):
                 grad = p.grad
@@ -176,6 +187,7 @@ class _Optimizer(torch.optim.Optimizer):
                         if store is None:
                             store = {}
                         store[key] = t
+                    written.append(t)
                     tensors.append(t if local is None else _local(t))
                 count = state.get("step")
                 if type(count) is not torch.Tensor or count.dtype is not torch.float32:
@@ -184,7 +196,8 @@ class _Optimizer(torch.optim.Optimizer):
                     if store is None:
                         store = {}
                     store["step"] = count
-                n = self._given_step(state, group)
+                written.append(count)
+                n = None if given_step is None else given_step(state, group)
                 if n is not None:
                     given.append(count)
                     step = n
@@ -198,8 +211,10 @@ class _Optimizer(torch.optim.Optimizer):
                             store = {}
                         store["master_weights"] = master
                     weights, copy = master, p
+                    written.append(master)
                 else:
                     weights, copy = p, None
+                written.append(p)
                 if local is None:
                     entries.append((label, weights, grad, tensors, copy, step))
                 else:
@@ -216,6 +231,9 @@ class _Optimizer(torch.optim.Optimizer):
         _optkern.step(calls, threads=threads, grad_scale=multiplier,
                       flush_subnormals=self.flush_subnormals, seed=self.stochastic_rounding,
                       index_base=0)
+        # The kernels wrote through data_ptr(): tell autograd, as torch's in-place operations
+        # do, so that a tensor saved for a backward pass and changed since is reported.
+        _increment_version(written)
         # Stepped: keep the new state; count the steps the crate did not count.
         for p, store in stores:
             all_state[p].update(store)
@@ -223,6 +241,18 @@ class _Optimizer(torch.optim.Optimizer):
             count.add_(1.0)
         self._after_step()
         return loss
+
+    def _state_keys(self, kind, hyper):
+        """torch's names of the state tensors the crate's config for a group uses."""
+        cache = self.__dict__.setdefault("_keys_cache", {})
+        signature = (kind, tuple(hyper.items()))
+        keys = cache.get(signature)
+        if keys is None:
+            keys = [self._keys[n] for n in _optkern.state_buffers(kind, hyper)]
+            if len(cache) > 64:
+                cache.clear()
+            cache[signature] = keys
+        return keys
 
     def _check_calls(self, calls):
         pass

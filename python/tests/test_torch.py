@@ -290,3 +290,19 @@ def test_fsdp2_on_cpu(tmp_path):
     assert r.returncode == 0, r.stderr[-4000:]
     result = out.read_text()
     assert result.startswith("ok "), result
+
+
+def test_autograd_sees_the_step():
+    # The kernels write through data_ptr(); the step bumps the version counters as torch's
+    # in-place operations do, so a graph that saved a parameter before the step refuses to
+    # run backward through the changed value instead of computing a wrong gradient.
+    p = torch.nn.Parameter(torch.ones(3))
+    opt = ot.Adam([p], lr=0.1)
+    y = (p * p).sum()  # saves p for the backward pass
+    p.grad = torch.ones(3)
+    before = p._version
+    opt.step()
+    assert p._version > before
+    assert opt.state[p]["exp_avg"]._version > 0 and opt.state[p]["step"]._version > 0
+    with pytest.raises(RuntimeError, match="inplace"):
+        y.backward()
