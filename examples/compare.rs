@@ -45,10 +45,13 @@ use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
-use kernels::{AdagradKernel, AdamKernel, Kernel, LR64, LionKernel, MomentumKernel, RmspropKernel};
+use kernels::{
+    AdadeltaKernel, AdagradKernel, AdamKernel, AdamaxKernel, Kernel, LR64, LionKernel,
+    MomentumKernel, RmspropKernel,
+};
 use optkern::{
-    Adagrad, Adam, Backend, Element, Executor, Lion, Momentum, Rmsprop, Subnormals, Threads, bf16,
-    f16,
+    Adadelta, Adagrad, Adam, Adamax, Backend, Element, Executor, Lion, Momentum, Rmsprop,
+    Subnormals, Threads, bf16, f16,
 };
 
 /// The data a setup is timed on (see the module docs).
@@ -810,7 +813,7 @@ fn main() {
              the emulator, not the CPU, and mean nothing for speed"
         );
     }
-    let optimizers = if opts.all { 5 } else { 2 };
+    let optimizers = if opts.all { 7 } else { 2 };
     let threads = if rayon::current_num_threads() > 1 {
         2
     } else {
@@ -846,6 +849,16 @@ fn main() {
         );
         setups(
             &LionKernel(Lion::builder(LR64).build().unwrap()),
+            &opts,
+            &mut results,
+        );
+        setups(
+            &AdamaxKernel(Adamax::builder(LR64).build().unwrap()),
+            &opts,
+            &mut results,
+        );
+        setups(
+            &AdadeltaKernel(Adadelta::builder(LR64).build().unwrap()),
             &opts,
             &mut results,
         );

@@ -47,9 +47,9 @@
 //!   the learning rate inside the velocity that TensorFlow/Keras use, and the moving-average
 //!   form; [`Adam`] (Adam, AdamW, AMSGrad, with PyTorch's or Keras' epsilon), [`Rmsprop`],
 //!   [`Adagrad`] follow PyTorch (with Keras' options where it differs), [`Lion`] follows the
-//!   paper and lion-pytorch, [`Lamb`] follows timm, [`Adamax`] follows PyTorch. Each optimizer's
-//!   module ([`optim`]) documents its formula, its order of operations, its state buffers and
-//!   its checkpoint record.
+//!   paper and lion-pytorch, [`Lamb`] follows timm, [`Adamax`] and [`Adadelta`] follow
+//!   PyTorch. Each optimizer's module ([`optim`]) documents its formula, its order of
+//!   operations, its state buffers and its checkpoint record.
 //! - **Nothing is written by a call that fails.** Lengths and hyperparameters are checked first.
 //!   Calls that panic on bad input have a `try_` twin returning [`Error`].
 //!
@@ -159,6 +159,7 @@ pub use element::{AlignedBuffer, DType, Element, bf16, f16, zeroed};
 pub use error::{CheckpointError, Error};
 pub use executor::{Executor, StepReport};
 pub use optim::WeightDecay;
+pub use optim::adadelta::{Adadelta, AdadeltaBuilder};
 pub use optim::adagrad::{Adagrad, AdagradBuilder};
 pub use optim::adam::{Adam, AdamBuilder, EpsilonPlacement};
 pub use optim::adamax::{Adamax, AdamaxBuilder};

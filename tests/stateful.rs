@@ -7,9 +7,9 @@ use common::data::{Rng, bits};
 use common::{backends, same_bits, sequential};
 use optkern::schedule::WarmupCosine;
 use optkern::{
-    Adagrad, Adam, CheckpointError, EpsilonPlacement, Error, Executor, Lamb, Lion, Momentum,
-    MomentumForm, Optimizer, Rmsprop, Sgd, StatefulOptimizer, StochasticRounding, Subnormals,
-    TensorStep, WeightDecay, bf16, f16,
+    Adadelta, Adagrad, Adam, Adamax, CheckpointError, EpsilonPlacement, Error, Executor, Lamb,
+    Lion, Momentum, MomentumForm, Optimizer, Rmsprop, Sgd, StatefulOptimizer, StochasticRounding,
+    Subnormals, TensorStep, WeightDecay, bf16, f16,
 };
 use optkern::{Element, zeroed};
 use proptest::prelude::*;
@@ -104,6 +104,23 @@ fn configs() -> Vec<(&'static str, Optimizer)> {
                 .unwrap()
                 .into(),
         ),
+        (
+            "adamax",
+            Adamax::builder(2e-3)
+                .weight_decay(WeightDecay::L2(1e-3))
+                .build()
+                .unwrap()
+                .into(),
+        ),
+        (
+            "adadelta",
+            Adadelta::builder(0.5)
+                .rho(0.95)
+                .weight_decay(WeightDecay::L2(1e-3))
+                .build()
+                .unwrap()
+                .into(),
+        ),
     ]
 }
 
@@ -163,6 +180,8 @@ fn kernel_by_hand<W: Element, T: Element, G: Element>(
         (Optimizer::Adagrad(c), [sum]) => exec.adagrad_step(w, sum, g, c, step),
         (Optimizer::Lion(c), [m]) => exec.lion_step(w, m, g, c, step),
         (Optimizer::Lamb(c), [m, v]) => exec.lamb_step(w, m, v, g, c, step),
+        (Optimizer::Adamax(c), [m, u]) => exec.adamax_step(w, m, u, g, c, step),
+        (Optimizer::Adadelta(c), [sq, acc]) => exec.adadelta_step(w, sq, acc, g, c, step),
         (config, state) => panic!("{config:?} with {} buffers", state.len()),
     }
 }

@@ -4,7 +4,7 @@
 
 #![allow(dead_code)]
 
-use optkern::{Adagrad, Adam, Element, Executor, Lion, Momentum, Rmsprop};
+use optkern::{Adadelta, Adagrad, Adam, Adamax, Element, Executor, Lion, Momentum, Rmsprop};
 
 /// One optimizer's kernel call and its plain loop, over weights, `STATES` state buffers and a
 /// gradient.
@@ -181,6 +181,71 @@ impl Kernel<1> for LionKernel {
             };
             *w = W::from_f32(w.to_f32() - LR * sign);
             *m = T::from_f32(b2 * mv + (1.0 - b2) * g);
+        }
+    }
+}
+
+pub struct AdamaxKernel(pub Adamax);
+
+impl Kernel<2> for AdamaxKernel {
+    const NAME: &'static str = "adamax";
+    fn step<W: Element, T: Element, G: Element>(
+        &self,
+        exec: &Executor,
+        w: &mut [W],
+        [m, u]: &mut [Vec<T>; 2],
+        g: &[G],
+    ) {
+        exec.adamax_step(w, m, u, g, &self.0, 1).unwrap();
+    }
+    fn plain<W: Element, T: Element, G: Element>(
+        &self,
+        w: &mut [W],
+        [m, u]: &mut [Vec<T>; 2],
+        g: &[G],
+    ) {
+        let (b1, b2) = (self.0.betas().0 as f32, self.0.betas().1 as f32);
+        let eps = self.0.eps() as f32;
+        let step_size = LR / (1.0 - b1);
+        for (((w, m), u), g) in w.iter_mut().zip(m.iter_mut()).zip(u.iter_mut()).zip(g) {
+            let g = g.to_f32();
+            let mv = b1 * m.to_f32() + (1.0 - b1) * g;
+            let uv = (b2 * u.to_f32()).max(g.abs() + eps);
+            *w = W::from_f32(w.to_f32() - step_size * mv / uv);
+            *m = T::from_f32(mv);
+            *u = T::from_f32(uv);
+        }
+    }
+}
+
+pub struct AdadeltaKernel(pub Adadelta);
+
+impl Kernel<2> for AdadeltaKernel {
+    const NAME: &'static str = "adadelta";
+    fn step<W: Element, T: Element, G: Element>(
+        &self,
+        exec: &Executor,
+        w: &mut [W],
+        [sq, acc]: &mut [Vec<T>; 2],
+        g: &[G],
+    ) {
+        exec.adadelta_step(w, sq, acc, g, &self.0, 1).unwrap();
+    }
+    fn plain<W: Element, T: Element, G: Element>(
+        &self,
+        w: &mut [W],
+        [sq, acc]: &mut [Vec<T>; 2],
+        g: &[G],
+    ) {
+        let (rho, eps) = (self.0.rho() as f32, self.0.eps() as f32);
+        for (((w, sq), acc), g) in w.iter_mut().zip(sq.iter_mut()).zip(acc.iter_mut()).zip(g) {
+            let g = g.to_f32();
+            let s = rho * sq.to_f32() + (1.0 - rho) * g * g;
+            let a = acc.to_f32();
+            let delta = (a + eps).sqrt() / (s + eps).sqrt() * g;
+            *w = W::from_f32(w.to_f32() - LR * delta);
+            *sq = T::from_f32(s);
+            *acc = T::from_f32(rho * a + (1.0 - rho) * delta * delta);
         }
     }
 }

@@ -1,7 +1,7 @@
 """Drop-in `torch.optim` optimizers on optkern's fused CPU kernels.
 
-`SGD`, `Adam`, `AdamW`, `RMSprop`, `Adagrad` and `Adamax` take the constructor arguments of
-`torch.optim` 2.x with the same defaults and semantics; `Lion` those of lion-pytorch and
+`SGD`, `Adam`, `AdamW`, `RMSprop`, `Adagrad`, `Adamax` and `Adadelta` take the constructor
+arguments of `torch.optim` 2.x with the same defaults and semantics; `Lion` those of lion-pytorch and
 `LAMB` those of timm. They are `torch.optim.Optimizer` subclasses: parameter groups,
 `add_param_group`, `zero_grad`, `step(closure)`, every `torch.optim.lr_scheduler`, and
 `state_dict()` / `load_state_dict()` in torch's own layout (a checkpoint of
@@ -41,7 +41,7 @@ import torch
 
 from . import _optkern
 
-__all__ = ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adamax", "Lion", "LAMB"]
+__all__ = ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adamax", "Adadelta", "Lion", "LAMB"]
 
 _DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
@@ -452,6 +452,29 @@ class Adamax(_Optimizer):
         b1, b2 = g["betas"]
         return "adamax", dict(lr=_num(g["lr"]), beta1=b1, beta2=b2, eps=g["eps"],
                               weight_decay=g["weight_decay"], maximize=g["maximize"])
+
+
+class Adadelta(_Optimizer):
+    """`torch.optim.Adadelta`: eps inside both roots, L2 weight decay, maximize. State:
+    ``square_avg``, ``acc_delta`` (and ``step``)."""
+
+    _keys = {"square_avg": "square_avg", "acc_delta": "acc_delta"}
+
+    def __init__(self, params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0, foreach=None, *,
+                 capturable=False, maximize=False, differentiable=False, **options):
+        _check_common(lr, weight_decay)
+        if not 0.0 <= rho <= 1.0:
+            raise ValueError(f"Invalid rho value: {rho}")
+        if not 0.0 <= eps:
+            raise ValueError(f"Invalid epsilon value: {eps}")
+        defaults = dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, foreach=foreach,
+                        capturable=capturable, maximize=maximize,
+                        differentiable=differentiable)
+        super().__init__(params, defaults, **options)
+
+    def _hyper(self, g):
+        return "adadelta", dict(lr=_num(g["lr"]), rho=g["rho"], eps=g["eps"],
+                                weight_decay=g["weight_decay"], maximize=g["maximize"])
 
 
 class Lion(_Optimizer):

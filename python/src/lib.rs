@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use optkern::{
-    Adagrad, Adam, Adamax, DType, Element, Executor, Lamb, Lion, Momentum, Optimizer, Rmsprop, Sgd,
-    StochasticRounding, Subnormals, TensorStep, Threads, WeightDecay, bf16, f16,
+    Adadelta, Adagrad, Adam, Adamax, DType, Element, Executor, Lamb, Lion, Momentum, Optimizer,
+    Rmsprop, Sgd, StochasticRounding, Subnormals, TensorStep, Threads, WeightDecay, bf16, f16,
 };
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::intern;
@@ -96,6 +96,13 @@ fn config(kind: &str, h: &Bound<'_, PyDict>) -> PyResult<Optimizer> {
             .lr_decay(num(h, "lr_decay", 0.0)?)
             .initial_accumulator_value(num(h, "initial_accumulator_value", 0.0)?)
             .eps(num(h, "eps", 1e-10)?)
+            .weight_decay(wd)
+            .maximize(maximize)
+            .build()
+            .map(Into::into),
+        "adadelta" => Adadelta::builder(lr)
+            .rho(num(h, "rho", 0.9)?)
+            .eps(num(h, "eps", 1e-6)?)
             .weight_decay(wd)
             .maximize(maximize)
             .build()

@@ -34,6 +34,8 @@ CASES = [
                      weight_decay=1e-3)),
     ("Adamax", dict(lr=2e-3, weight_decay=1e-3),
      "adamax", dict(lr=2e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=1e-3)),
+    ("Adadelta", dict(lr=0.5, rho=0.95, weight_decay=1e-3, maximize=True),
+     "adadelta", dict(lr=0.5, rho=0.95, eps=1e-6, weight_decay=1e-3, maximize=True)),
     ("Lion", dict(lr=1e-4, weight_decay=0.1),
      "lion", dict(lr=1e-4, beta1=0.9, beta2=0.99, weight_decay=0.1, decoupled=True)),
     ("LAMB", dict(lr=1e-3),
@@ -105,7 +107,7 @@ def test_same_bits_as_the_stateful_optimizer(case, setup):
     run(case, setup)
 
 
-@pytest.mark.parametrize("case", [CASES[4], CASES[9]], ids=["AdamW", "LAMB"])
+@pytest.mark.parametrize("case", [CASES[4], CASES[10]], ids=["AdamW", "LAMB"])
 def test_same_bits_on_a_transformer_block_with_a_schedule_and_a_loss_scale(case):
     run(case, SETUPS[0], model="block", schedule=True, scale=1024.0)
 

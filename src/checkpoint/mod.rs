@@ -10,7 +10,7 @@
 //! | 0 | 8 | magic: the bytes `OPTKCKPT` |
 //! | 8 | 4 | format version (`u32`), 1 |
 //! | 12 | 8 | length of the whole file in bytes, checksum included (`u64`) |
-//! | 20 | 1 | optimizer: its code, [`Optimizer::code`](crate::Optimizer::code) (0 SGD, 1 momentum, 2 Adam, 3 RMSprop, 4 Adagrad, 5 Lion, 6 LAMB, 7 Adamax) |
+//! | 20 | 1 | optimizer: its code, [`Optimizer::code`](crate::Optimizer::code) (0 SGD, 1 momentum, 2 Adam, 3 RMSprop, 4 Adagrad, 5 Lion, 6 LAMB, 7 Adamax, 8 Adadelta) |
 //! | 21 | 1 | element type of the state: 0 `f32`, 1 `f16`, 2 `bf16` |
 //! | 22 | 2 | `n`: number of config numbers (`u16`) |
 //! | 24 | 2 | `k`: number of config flags (`u16`) |
@@ -431,6 +431,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<(Header, &[u8]), CheckpointError> {
 mod tests {
     use super::*;
     use crate::optim::WeightDecay;
+    use crate::optim::adadelta::Adadelta;
     use crate::optim::adagrad::Adagrad;
     use crate::optim::adam::{Adam, EpsilonPlacement};
     use crate::optim::adamax::Adamax;
@@ -517,6 +518,14 @@ mod tests {
                 .betas(0.8, 0.99)
                 .eps(1e-7)
                 .weight_decay(WeightDecay::L2(0.01))
+                .maximize(true)
+                .build()
+                .unwrap()
+                .into(),
+            Adadelta::builder(0.5)
+                .rho(0.95)
+                .eps(1e-5)
+                .weight_decay(WeightDecay::Decoupled(0.01))
                 .maximize(true)
                 .build()
                 .unwrap()

@@ -21,6 +21,7 @@ use crate::driver::{Context, TensorStep};
 use crate::element::Element;
 use crate::error::{CheckpointError, Error, non_negative};
 
+pub mod adadelta;
 pub mod adagrad;
 pub mod adam;
 pub mod adamax;

@@ -114,6 +114,17 @@ macro_rules! registry {
                      adamax_step_f16 / try_adamax_step_f16: f16,
                      adamax_step_bf16 / try_adamax_step_bf16: bf16];
             }
+            /// Adadelta.
+            Adadelta($crate::optim::adadelta::Adadelta) = 8, "Adadelta" {
+                /// One Adadelta step.
+                fn adadelta_step / try_adadelta_step (w; square_avg, acc_delta; ; g)
+                    /// Adadelta with PyTorch's defaults (`rho = 0.9`, `eps = 1e-6`; its
+                    /// default `lr` is 1.0).
+                    quick adadelta_quick (lr: f32)
+                    [adadelta_step_f32 / try_adadelta_step_f32: f32,
+                     adadelta_step_f16 / try_adadelta_step_f16: f16,
+                     adadelta_step_bf16 / try_adadelta_step_bf16: bf16];
+            }
         }
     };
 }

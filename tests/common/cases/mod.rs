@@ -23,6 +23,7 @@ use proptest::strategy::BoxedStrategy;
 use super::data::Rng;
 pub use super::hyper::{Hyper, built, decay};
 
+pub mod adadelta;
 pub mod adagrad;
 pub mod adam;
 pub mod adamax;
@@ -46,6 +47,7 @@ macro_rules! for_each_case {
             lion: $crate::common::cases::lion::LionCase,
             lamb: $crate::common::cases::lamb::LambCase,
             adamax: $crate::common::cases::adamax::AdamaxCase,
+            adadelta: $crate::common::cases::adadelta::AdadeltaCase,
         }
     };
 }
@@ -275,7 +277,10 @@ pub fn random_config(kind: u64, rng: &mut Rng) -> Optimizer {
 
 /// Whether a state buffer holds magnitudes only (second moments, sums, infinity norms).
 pub fn non_negative(name: &str) -> bool {
-    matches!(name, "v" | "v_max" | "square_avg" | "sum" | "u")
+    matches!(
+        name,
+        "v" | "v_max" | "square_avg" | "sum" | "u" | "acc_delta"
+    )
 }
 
 // ---- random configs ----
