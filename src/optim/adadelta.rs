@@ -12,11 +12,12 @@
 //! ```
 //!
 //! Nothing depends on the step number: the first step is the same formula with both
-//! accumulators at zero. In `f32` each element computes `sq = fma(1-rho, g*g, rho*sq)`,
+//! accumulators at zero. In `f32` each element computes `sq = fma((1-rho)*g, g, rho*sq)`,
 //! `delta = (sqrt(acc + eps) / sqrt(sq + eps)) * g` (two correctly rounded roots, one
-//! division, no estimate, on every backend), `acc = fma(1-rho, delta*delta, rho*acc)` and
-//! `w = fma(-lr, delta, w)`; `rho`, `1 - rho` (computed in `f64`), `eps` and `lr` are rounded
-//! once to `f32`.
+//! division, no estimate, on every backend), `acc = fma((1-rho)*delta, delta, rho*acc)` and
+//! `w = fma(-lr, delta, w)` (the weight `1 - rho` applied before the square, so that at
+//! `rho = 1` an average keeps its value where the square would overflow); `rho`, `1 - rho`
+//! (computed in `f64`), `eps` and `lr` are rounded once to `f32`.
 //!
 //! State: `square_avg` and `acc_delta` per tensor (PyTorch's names), both starting at zero.
 //! Checkpoint record: numbers `lr`, rho, eps, weight decay; flags weight-decay mode, maximize.
@@ -146,13 +147,15 @@ impl Update<2, 0> for AdadeltaUpdate {
             simd.splat_f32s(self.one_minus_rho),
             simd.splat_f32s(self.eps),
         );
-        let sq = simd.mul_add_f32s(one_minus_rho, simd.mul_f32s(g, g), simd.mul_f32s(rho, sq));
+        // `(1 - rho) * x` first, then the fma with `x`: at `rho = 1` the average keeps its
+        // value even where `x * x` would overflow (0 * inf would be a NaN).
+        let sq = simd.mul_add_f32s(simd.mul_f32s(one_minus_rho, g), g, simd.mul_f32s(rho, sq));
         let std = simd.sqrt_f32s(simd.add_f32s(sq, eps));
         let rms_delta = simd.sqrt_f32s(simd.add_f32s(acc, eps));
         let delta = simd.mul_f32s(simd.div_f32s(rms_delta, std), g);
         let acc = simd.mul_add_f32s(
-            one_minus_rho,
-            simd.mul_f32s(delta, delta),
+            simd.mul_f32s(one_minus_rho, delta),
+            delta,
             simd.mul_f32s(rho, acc),
         );
         let w = simd.mul_add_f32s(simd.splat_f32s(-self.lr), delta, w);
