@@ -47,11 +47,11 @@ use rayon::prelude::*;
 
 use kernels::{
     AdadeltaKernel, AdagradKernel, AdamKernel, AdamaxKernel, Kernel, LR64, LionKernel,
-    MomentumKernel, RmspropKernel,
+    MomentumKernel, NadamKernel, RadamKernel, RmspropKernel,
 };
 use optkern::{
-    Adadelta, Adagrad, Adam, Adamax, Backend, Element, Executor, Lion, Momentum, Rmsprop,
-    Subnormals, Threads, bf16, f16,
+    Adadelta, Adagrad, Adam, Adamax, Backend, Element, Executor, Lion, Momentum, Nadam, Radam,
+    Rmsprop, Subnormals, Threads, bf16, f16,
 };
 
 /// The data a setup is timed on (see the module docs).
@@ -859,6 +859,16 @@ fn main() {
         );
         setups(
             &AdadeltaKernel(Adadelta::builder(LR64).build().unwrap()),
+            &opts,
+            &mut results,
+        );
+        setups(
+            &NadamKernel(Nadam::builder(LR64).build().unwrap()),
+            &opts,
+            &mut results,
+        );
+        setups(
+            &RadamKernel(Radam::builder(LR64).build().unwrap()),
             &opts,
             &mut results,
         );

@@ -47,9 +47,10 @@
 //!   the learning rate inside the velocity that TensorFlow/Keras use, and the moving-average
 //!   form; [`Adam`] (Adam, AdamW, AMSGrad, with PyTorch's or Keras' epsilon), [`Rmsprop`],
 //!   [`Adagrad`] follow PyTorch (with Keras' options where it differs), [`Lion`] follows the
-//!   paper and lion-pytorch, [`Lamb`] follows timm, [`Adamax`] and [`Adadelta`] follow
-//!   PyTorch. Each optimizer's module ([`optim`]) documents its formula, its order of
-//!   operations, its state buffers and its checkpoint record.
+//!   paper and lion-pytorch, [`Lamb`] follows timm, [`Adamax`], [`Adadelta`], [`Nadam`]
+//!   (NAdam, NAdamW) and [`Radam`] (RAdam, RAdamW) follow PyTorch. Each optimizer's module
+//!   ([`optim`]) documents its formula, its order of operations, its state buffers and its
+//!   checkpoint record.
 //! - **Nothing is written by a call that fails.** Lengths and hyperparameters are checked first.
 //!   Calls that panic on bad input have a `try_` twin returning [`Error`].
 //!
@@ -166,6 +167,8 @@ pub use optim::adamax::{Adamax, AdamaxBuilder};
 pub use optim::lamb::{Lamb, LambBuilder};
 pub use optim::lion::{Lion, LionBuilder};
 pub use optim::momentum::{Momentum, MomentumBuilder, MomentumForm};
+pub use optim::nadam::{Nadam, NadamBuilder};
+pub use optim::radam::{Radam, RadamBuilder};
 pub use optim::registry::Optimizer;
 pub use optim::rmsprop::{Rmsprop, RmspropBuilder};
 pub use optim::sgd::{Sgd, SgdBuilder};

@@ -8,8 +8,8 @@ use common::{backends, same_bits, sequential};
 use optkern::schedule::WarmupCosine;
 use optkern::{
     Adadelta, Adagrad, Adam, Adamax, CheckpointError, EpsilonPlacement, Error, Executor, Lamb,
-    Lion, Momentum, MomentumForm, Optimizer, Rmsprop, Sgd, StatefulOptimizer, StochasticRounding,
-    Subnormals, TensorStep, WeightDecay, bf16, f16,
+    Lion, Momentum, MomentumForm, Nadam, Optimizer, Radam, Rmsprop, Sgd, StatefulOptimizer,
+    StochasticRounding, Subnormals, TensorStep, WeightDecay, bf16, f16,
 };
 use optkern::{Element, zeroed};
 use proptest::prelude::*;
@@ -121,6 +121,24 @@ fn configs() -> Vec<(&'static str, Optimizer)> {
                 .unwrap()
                 .into(),
         ),
+        (
+            "nadamw",
+            Nadam::builder(2e-3)
+                .momentum_decay(0.01)
+                .weight_decay(WeightDecay::Decoupled(0.01))
+                .build()
+                .unwrap()
+                .into(),
+        ),
+        (
+            "radam",
+            Radam::builder(1e-3)
+                .betas(0.9, 0.99)
+                .weight_decay(WeightDecay::L2(1e-3))
+                .build()
+                .unwrap()
+                .into(),
+        ),
     ]
 }
 
@@ -182,6 +200,8 @@ fn kernel_by_hand<W: Element, T: Element, G: Element>(
         (Optimizer::Lamb(c), [m, v]) => exec.lamb_step(w, m, v, g, c, step),
         (Optimizer::Adamax(c), [m, u]) => exec.adamax_step(w, m, u, g, c, step),
         (Optimizer::Adadelta(c), [sq, acc]) => exec.adadelta_step(w, sq, acc, g, c, step),
+        (Optimizer::Nadam(c), [m, v]) => exec.nadam_step(w, m, v, g, c, step),
+        (Optimizer::Radam(c), [m, v]) => exec.radam_step(w, m, v, g, c, step),
         (config, state) => panic!("{config:?} with {} buffers", state.len()),
     }
 }

@@ -4,7 +4,9 @@
 
 #![allow(dead_code)]
 
-use optkern::{Adadelta, Adagrad, Adam, Adamax, Element, Executor, Lion, Momentum, Rmsprop};
+use optkern::{
+    Adadelta, Adagrad, Adam, Adamax, Element, Executor, Lion, Momentum, Nadam, Radam, Rmsprop,
+};
 
 /// One optimizer's kernel call and its plain loop, over weights, `STATES` state buffers and a
 /// gradient.
@@ -246,6 +248,80 @@ impl Kernel<2> for AdadeltaKernel {
             *w = W::from_f32(w.to_f32() - LR * delta);
             *sq = T::from_f32(s);
             *acc = T::from_f32(rho * a + (1.0 - rho) * delta * delta);
+        }
+    }
+}
+
+pub struct NadamKernel(pub Nadam);
+
+/// NAdam is timed at step 10 (its coefficients computed once per call).
+impl Kernel<2> for NadamKernel {
+    const NAME: &'static str = "nadam";
+    fn step<W: Element, T: Element, G: Element>(
+        &self,
+        exec: &Executor,
+        w: &mut [W],
+        [m, v]: &mut [Vec<T>; 2],
+        g: &[G],
+    ) {
+        exec.nadam_step(w, m, v, g, &self.0, 10).unwrap();
+    }
+    fn plain<W: Element, T: Element, G: Element>(
+        &self,
+        w: &mut [W],
+        [m, v]: &mut [Vec<T>; 2],
+        g: &[G],
+    ) {
+        let (b1, b2) = (self.0.betas().0 as f32, self.0.betas().1 as f32);
+        let eps = self.0.eps() as f32;
+        let (mu, mu_next) = (self.0.momentum_at(10), self.0.momentum_at(11));
+        let product = self.0.mu_product(10);
+        let a = (LR64 * (1.0 - mu) / (1.0 - product)) as f32;
+        let b = (LR64 * mu_next / (1.0 - product * mu_next)) as f32;
+        let bc2 = 1.0 - b2.powi(10);
+        for (((w, m), v), g) in w.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
+            let g = g.to_f32();
+            let mv = b1 * m.to_f32() + (1.0 - b1) * g;
+            let vv = b2 * v.to_f32() + (1.0 - b2) * g * g;
+            let denom = (vv / bc2).sqrt() + eps;
+            *w = W::from_f32(w.to_f32() - (a * g + b * mv) / denom);
+            *m = T::from_f32(mv);
+            *v = T::from_f32(vv);
+        }
+    }
+}
+
+pub struct RadamKernel(pub Radam);
+
+/// RAdam is timed at step 10, a rectified step (the first is step 6 at `beta2 = 0.999`).
+impl Kernel<2> for RadamKernel {
+    const NAME: &'static str = "radam";
+    fn step<W: Element, T: Element, G: Element>(
+        &self,
+        exec: &Executor,
+        w: &mut [W],
+        [m, v]: &mut [Vec<T>; 2],
+        g: &[G],
+    ) {
+        exec.radam_step(w, m, v, g, &self.0, 10).unwrap();
+    }
+    fn plain<W: Element, T: Element, G: Element>(
+        &self,
+        w: &mut [W],
+        [m, v]: &mut [Vec<T>; 2],
+        g: &[G],
+    ) {
+        let (b1, b2) = (self.0.betas().0 as f32, self.0.betas().1 as f32);
+        let eps = self.0.eps() as f32;
+        let r = self.0.rectification(10).expect("step 10 is rectified") as f32;
+        let step_size = LR * r * (1.0 - b2.powi(10)).sqrt() / (1.0 - b1.powi(10));
+        for (((w, m), v), g) in w.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
+            let g = g.to_f32();
+            let mv = b1 * m.to_f32() + (1.0 - b1) * g;
+            let vv = b2 * v.to_f32() + (1.0 - b2) * g * g;
+            *w = W::from_f32(w.to_f32() - step_size * mv / (vv.sqrt() + eps));
+            *m = T::from_f32(mv);
+            *v = T::from_f32(vv);
         }
     }
 }

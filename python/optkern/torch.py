@@ -1,8 +1,8 @@
 """Drop-in `torch.optim` optimizers on optkern's fused CPU kernels.
 
-`SGD`, `Adam`, `AdamW`, `RMSprop`, `Adagrad`, `Adamax` and `Adadelta` take the constructor
-arguments of `torch.optim` 2.x with the same defaults and semantics; `Lion` those of lion-pytorch and
-`LAMB` those of timm. They are `torch.optim.Optimizer` subclasses: parameter groups,
+`SGD`, `Adam`, `AdamW`, `RMSprop`, `Adagrad`, `Adamax`, `Adadelta`, `NAdam` and `RAdam` take
+the constructor arguments of `torch.optim` 2.x with the same defaults and semantics; `Lion`
+those of lion-pytorch and `LAMB` those of timm. They are `torch.optim.Optimizer` subclasses: parameter groups,
 `add_param_group`, `zero_grad`, `step(closure)`, every `torch.optim.lr_scheduler`, and
 `state_dict()` / `load_state_dict()` in torch's own layout (a checkpoint of
 `torch.optim.AdamW` loads into `optkern.torch.AdamW` and the reverse).
@@ -41,7 +41,8 @@ import torch
 
 from . import _optkern
 
-__all__ = ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adamax", "Adadelta", "Lion", "LAMB"]
+__all__ = ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adamax", "Adadelta", "NAdam", "RAdam",
+           "Lion", "LAMB"]
 
 _DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
@@ -475,6 +476,79 @@ class Adadelta(_Optimizer):
     def _hyper(self, g):
         return "adadelta", dict(lr=_num(g["lr"]), rho=g["rho"], eps=g["eps"],
                                 weight_decay=g["weight_decay"], maximize=g["maximize"])
+
+
+class NAdam(_Optimizer):
+    """`torch.optim.NAdam`: Adam with Nesterov momentum and its schedule
+    (``momentum_decay``), L2 or decoupled weight decay (``decoupled_weight_decay=True``:
+    NAdamW), maximize. State: ``exp_avg``, ``exp_avg_sq``, ``step`` and, as torch keeps it,
+    ``mu_product``: the crate computes the product from the step count (in float64, from the
+    hyperparameters), so a ``mu_product`` loaded from a state dict is replaced by the crate's
+    value after the next step; once below 2**-80 it is no longer multiplied out (it no longer
+    changes a step), where torch's float32 product goes on towards 0."""
+
+    _keys = {"m": "exp_avg", "v": "exp_avg_sq"}
+
+    def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
+                 momentum_decay=4e-3, decoupled_weight_decay=False, *, foreach=None,
+                 maximize=False, capturable=False, differentiable=False, **options):
+        _check_common(lr, weight_decay)
+        _check_betas(betas, eps)
+        if not 0.0 <= momentum_decay:
+            raise ValueError(f"Invalid momentum_decay value: {momentum_decay}")
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                        momentum_decay=momentum_decay,
+                        decoupled_weight_decay=decoupled_weight_decay, foreach=foreach,
+                        maximize=maximize, capturable=capturable,
+                        differentiable=differentiable)
+        super().__init__(params, defaults, **options)
+
+    def _hyper(self, g):
+        b1, b2 = g["betas"]
+        return "nadam", dict(lr=_num(g["lr"]), beta1=b1, beta2=b2, eps=g["eps"],
+                             momentum_decay=g["momentum_decay"],
+                             weight_decay=g["weight_decay"],
+                             decoupled=g["decoupled_weight_decay"], maximize=g["maximize"])
+
+    def _after_step(self):
+        for group in self.param_groups:
+            hyper = self._hyper(group)[1]
+            for p in group["params"]:
+                state = self.state.get(p)
+                if not state or "step" not in state:
+                    continue
+                product = _optkern.nadam_mu_product(hyper, int(state["step"]))
+                current = state.get("mu_product")
+                if type(current) is torch.Tensor and current.dtype is torch.float32 and current.numel() == 1:
+                    current.fill_(product)
+                else:
+                    state["mu_product"] = torch.tensor(product, dtype=torch.float32)
+
+
+class RAdam(_Optimizer):
+    """`torch.optim.RAdam`: Adam with the variance of its adaptive step rectified (a
+    momentum step while ``rho_t <= 5``: the first five steps at ``beta2 = 0.999``), L2 or
+    decoupled weight decay (``decoupled_weight_decay=True``: RAdamW), maximize. State:
+    ``exp_avg``, ``exp_avg_sq`` (and ``step``)."""
+
+    _keys = {"m": "exp_avg", "v": "exp_avg_sq"}
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
+                 decoupled_weight_decay=False, *, foreach=None, maximize=False,
+                 capturable=False, differentiable=False, **options):
+        _check_common(lr, weight_decay)
+        _check_betas(betas, eps)
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                        decoupled_weight_decay=decoupled_weight_decay, foreach=foreach,
+                        maximize=maximize, capturable=capturable,
+                        differentiable=differentiable)
+        super().__init__(params, defaults, **options)
+
+    def _hyper(self, g):
+        b1, b2 = g["betas"]
+        return "radam", dict(lr=_num(g["lr"]), beta1=b1, beta2=b2, eps=g["eps"],
+                             weight_decay=g["weight_decay"],
+                             decoupled=g["decoupled_weight_decay"], maximize=g["maximize"])
 
 
 class Lion(_Optimizer):

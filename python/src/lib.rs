@@ -5,8 +5,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use optkern::{
-    Adadelta, Adagrad, Adam, Adamax, DType, Element, Executor, Lamb, Lion, Momentum, Optimizer,
-    Rmsprop, Sgd, StochasticRounding, Subnormals, TensorStep, Threads, WeightDecay, bf16, f16,
+    Adadelta, Adagrad, Adam, Adamax, DType, Element, Executor, Lamb, Lion, Momentum, Nadam,
+    Optimizer, Radam, Rmsprop, Sgd, StochasticRounding, Subnormals, TensorStep, Threads,
+    WeightDecay, bf16, f16,
 };
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::intern;
@@ -107,6 +108,21 @@ fn config(kind: &str, h: &Bound<'_, PyDict>) -> PyResult<Optimizer> {
             .maximize(maximize)
             .build()
             .map(Into::into),
+        "nadam" => Nadam::builder(lr)
+            .betas(b1, b2)
+            .eps(num(h, "eps", 1e-8)?)
+            .momentum_decay(num(h, "momentum_decay", 4e-3)?)
+            .weight_decay(wd)
+            .maximize(maximize)
+            .build()
+            .map(Into::into),
+        "radam" => Radam::builder(lr)
+            .betas(b1, b2)
+            .eps(num(h, "eps", 1e-8)?)
+            .weight_decay(wd)
+            .maximize(maximize)
+            .build()
+            .map(Into::into),
         "lion" => Lion::builder(lr)
             .betas(b1, b2)
             .weight_decay(wd)
@@ -152,6 +168,16 @@ fn state_buffers(kind: &str, hyper: &Bound<'_, PyDict>) -> PyResult<Vec<&'static
 #[pyfunction]
 fn validate(kind: &str, hyper: &Bound<'_, PyDict>) -> PyResult<()> {
     config(kind, hyper).map(|_| ())
+}
+
+/// NAdam's momentum product `mu_1 * ... * mu_step` (torch's state `mu_product`) for the
+/// hyperparameters of a `"nadam"` config, as the crate computes it (`Nadam::mu_product`).
+#[pyfunction]
+fn nadam_mu_product(hyper: &Bound<'_, PyDict>, step: u64) -> PyResult<f64> {
+    match config("nadam", hyper)? {
+        Optimizer::Nadam(c) => Ok(c.mu_product(step)),
+        _ => unreachable!("a NAdam config"),
+    }
 }
 
 /// The backend the crate chose for this CPU: "avx512", "avx2", "neon" or "scalar".
@@ -675,6 +701,7 @@ fn _optkern(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(step, m)?)?;
     m.add_function(wrap_pyfunction!(state_buffers, m)?)?;
     m.add_function(wrap_pyfunction!(validate, m)?)?;
+    m.add_function(wrap_pyfunction!(nadam_mu_product, m)?)?;
     m.add_function(wrap_pyfunction!(backend, m)?)?;
     m.add_class::<reference::Reference>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

@@ -26,6 +26,10 @@ CASES = [
     ("Adamax", dict(lr=2e-3, weight_decay=1e-3)),
     ("Adadelta", dict(lr=1.0)),
     ("Adadelta", dict(lr=0.5, rho=0.95, eps=1e-5, weight_decay=1e-3)),
+    ("NAdam", dict(lr=2e-3)),
+    ("NAdam", dict(lr=2e-3, weight_decay=1e-2, decoupled_weight_decay=True, momentum_decay=0.01)),
+    ("RAdam", dict(lr=1e-3, weight_decay=1e-3)),
+    ("RAdam", dict(lr=1e-3, betas=(0.8, 0.99), weight_decay=1e-2, decoupled_weight_decay=True)),
 ]
 
 
@@ -314,3 +318,26 @@ def test_autograd_sees_the_step():
     assert opt.state[p]["exp_avg"]._version > 0 and opt.state[p]["step"]._version > 0
     with pytest.raises(RuntimeError, match="inplace"):
         y.backward()
+
+
+def test_nadam_state_has_torchs_keys_and_mu_product():
+    """NAdam's state as torch keeps it: the same keys, and `mu_product` (the crate computes it
+    from the step in float64; torch multiplies it out in float32) within float32 rounding of
+    each of its 50 factors: 50 * 2^-24 relative."""
+    a = MODELS["mlp"]()
+    b = twin(a)
+    data = batches("mlp")
+    ta = torch.optim.NAdam(a.parameters(), lr=2e-3, momentum_decay=0.01)
+    tb = ot.NAdam(b.parameters(), lr=2e-3, momentum_decay=0.01)
+    train(a, ta, data)
+    train(b, tb, data)
+    for p, q in zip(a.parameters(), b.parameters()):
+        sa, sb = ta.state[p], tb.state[q]
+        assert set(sa) == set(sb) == {"step", "mu_product", "exp_avg", "exp_avg_sq"}
+        assert sb["mu_product"].dtype == torch.float32 and sb["mu_product"].shape == ()
+        want = float(sa["mu_product"])
+        assert abs(float(sb["mu_product"]) - want) <= STEPS * 2.0**-24 * want
+    # torch -> optkern and back: the state dict loads both ways.
+    tb.load_state_dict(ta.state_dict())
+    train(b, tb, data[:2])
+    assert float(tb.state[next(b.parameters())]["step"]) == STEPS + 2

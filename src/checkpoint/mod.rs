@@ -10,7 +10,7 @@
 //! | 0 | 8 | magic: the bytes `OPTKCKPT` |
 //! | 8 | 4 | format version (`u32`), 1 |
 //! | 12 | 8 | length of the whole file in bytes, checksum included (`u64`) |
-//! | 20 | 1 | optimizer: its code, [`Optimizer::code`](crate::Optimizer::code) (0 SGD, 1 momentum, 2 Adam, 3 RMSprop, 4 Adagrad, 5 Lion, 6 LAMB, 7 Adamax, 8 Adadelta) |
+//! | 20 | 1 | optimizer: its code, [`Optimizer::code`](crate::Optimizer::code) (0 SGD, 1 momentum, 2 Adam, 3 RMSprop, 4 Adagrad, 5 Lion, 6 LAMB, 7 Adamax, 8 Adadelta, 9 NAdam, 10 RAdam) |
 //! | 21 | 1 | element type of the state: 0 `f32`, 1 `f16`, 2 `bf16` |
 //! | 22 | 2 | `n`: number of config numbers (`u16`) |
 //! | 24 | 2 | `k`: number of config flags (`u16`) |
@@ -438,6 +438,8 @@ mod tests {
     use crate::optim::lamb::Lamb;
     use crate::optim::lion::Lion;
     use crate::optim::momentum::{Momentum, MomentumForm};
+    use crate::optim::nadam::Nadam;
+    use crate::optim::radam::Radam;
     use crate::optim::rmsprop::Rmsprop;
     use crate::optim::sgd::Sgd;
 
@@ -527,6 +529,22 @@ mod tests {
                 .eps(1e-5)
                 .weight_decay(WeightDecay::Decoupled(0.01))
                 .maximize(true)
+                .build()
+                .unwrap()
+                .into(),
+            Nadam::builder(2e-3)
+                .betas(0.8, 0.99)
+                .eps(1e-7)
+                .momentum_decay(0.01)
+                .weight_decay(WeightDecay::Decoupled(0.01))
+                .maximize(true)
+                .build()
+                .unwrap()
+                .into(),
+            Radam::builder(1e-3)
+                .betas(0.85, 0.995)
+                .eps(1e-6)
+                .weight_decay(WeightDecay::L2(0.01))
                 .build()
                 .unwrap()
                 .into(),

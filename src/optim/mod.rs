@@ -28,6 +28,8 @@ pub mod adamax;
 pub mod lamb;
 pub mod lion;
 pub mod momentum;
+pub mod nadam;
+pub mod radam;
 pub(crate) mod registry;
 pub mod rmsprop;
 pub mod sgd;

@@ -125,6 +125,27 @@ macro_rules! registry {
                      adadelta_step_f16 / try_adadelta_step_f16: f16,
                      adadelta_step_bf16 / try_adadelta_step_bf16: bf16];
             }
+            /// NAdam and NAdamW.
+            Nadam($crate::optim::nadam::Nadam) = 9, "NAdam" {
+                /// One NAdam (or NAdamW) step.
+                fn nadam_step / try_nadam_step (w; m, v; ; g)
+                    /// NAdam with PyTorch's defaults (`betas = (0.9, 0.999)`, `eps = 1e-8`,
+                    /// `momentum_decay = 4e-3`).
+                    quick nadam_quick (lr: f32, step: u64)
+                    [nadam_step_f32 / try_nadam_step_f32: f32,
+                     nadam_step_f16 / try_nadam_step_f16: f16,
+                     nadam_step_bf16 / try_nadam_step_bf16: bf16];
+            }
+            /// RAdam and RAdamW.
+            Radam($crate::optim::radam::Radam) = 10, "RAdam" {
+                /// One RAdam (or RAdamW) step.
+                fn radam_step / try_radam_step (w; m, v; ; g)
+                    /// RAdam with PyTorch's defaults (`betas = (0.9, 0.999)`, `eps = 1e-8`).
+                    quick radam_quick (lr: f32, step: u64)
+                    [radam_step_f32 / try_radam_step_f32: f32,
+                     radam_step_f16 / try_radam_step_f16: f16,
+                     radam_step_bf16 / try_radam_step_bf16: bf16];
+            }
         }
     };
 }

@@ -30,6 +30,8 @@ pub mod adamax;
 pub mod lamb;
 pub mod lion;
 pub mod momentum;
+pub mod nadam;
+pub mod radam;
 pub mod rmsprop;
 pub mod sgd;
 
@@ -48,6 +50,8 @@ macro_rules! for_each_case {
             lamb: $crate::common::cases::lamb::LambCase,
             adamax: $crate::common::cases::adamax::AdamaxCase,
             adadelta: $crate::common::cases::adadelta::AdadeltaCase,
+            nadam: $crate::common::cases::nadam::NadamCase,
+            radam: $crate::common::cases::radam::RadamCase,
         }
     };
 }
@@ -153,6 +157,9 @@ pub struct Golden {
     pub map: fn(&str, &mut Hyper) -> Result<Mapped, String>,
 }
 
+/// A scalar state entry as the crate computes it from the config and the number of steps.
+pub type ScalarState = fn(&Optimizer, u64) -> f64;
+
 /// A library optimizer as the crate runs it.
 pub struct Mapped {
     pub config: Optimizer,
@@ -160,6 +167,9 @@ pub struct Mapped {
     pub state: Vec<&'static str>,
     /// The library keeps the negative of the crate's first buffer (Keras' SGD velocity).
     pub negated: bool,
+    /// The library's scalar state entries (NAdam's `mu_product`), each as the crate computes
+    /// it from the config and the number of steps taken.
+    pub scalars: Vec<(&'static str, ScalarState)>,
 }
 
 impl Mapped {
@@ -168,6 +178,7 @@ impl Mapped {
             config: config.into(),
             state: state.to_vec(),
             negated: false,
+            scalars: Vec::new(),
         })
     }
 }
