@@ -1,10 +1,11 @@
 //! Compares the CPU targets of this machine on the optimizer steps.
 //!
-//! `cargo run --release --example compare [-- --quick] [--all] [--sizes 4096,65536]
+//! `cargo run --release --example compare [-- --quick] [--all] [--optimizers adam,nadam]
+//! [--sizes 4096,65536]
 //! [--data normal|zero-grads|both] [--subnormals keep|flush|both] [--json PATH] [--plot PATH]`
 //!
 //! For every backend the CPU can run, every optimizer (momentum and Adam; all of them with
-//! `--all`), every dtype setup (f32; bf16 weights and gradients with f32 state; all bf16; f16)
+//! `--all`; those named with `--optimizers`), every dtype setup (f32; bf16 weights and gradients with f32 state; all bf16; f16)
 //! and size (4K, 64K, 1M and 16M elements by default), on one thread and on all of them: the
 //! median time of one step (after warm-up) and the effective bandwidth under the traffic model
 //! (bytes that must cross memory: every buffer read once, weights and state written once), with
@@ -46,12 +47,12 @@ use std::time::{Duration, Instant};
 use rayon::prelude::*;
 
 use kernels::{
-    AdadeltaKernel, AdagradKernel, AdamKernel, AdamaxKernel, Kernel, LR64, LionKernel,
-    MomentumKernel, NadamKernel, RadamKernel, RmspropKernel,
+    AdadeltaKernel, AdagradKernel, AdamKernel, AdamaxKernel, AsgdKernel, Kernel, LR64, LionKernel,
+    MomentumKernel, NadamKernel, RadamKernel, RmspropKernel, RpropKernel,
 };
 use optkern::{
-    Adadelta, Adagrad, Adam, Adamax, Backend, Element, Executor, Lion, Momentum, Nadam, Radam,
-    Rmsprop, Subnormals, Threads, bf16, f16,
+    Adadelta, Adagrad, Adam, Adamax, Asgd, Backend, Element, Executor, Lion, Momentum, Nadam,
+    Radam, Rmsprop, Rprop, Subnormals, Threads, bf16, f16,
 };
 
 /// The data a setup is timed on (see the module docs).
@@ -76,6 +77,8 @@ struct Options {
     subnormals: Vec<Subnormals>,
     budget: Duration,
     all: bool,
+    /// `--optimizers a,b`: only these (by name), from all of them.
+    only: Option<Vec<String>>,
     json: Option<String>,
     plot: Option<String>,
     /// `--dump DIR`: where the starting buffers of every setup are written.
@@ -86,6 +89,7 @@ fn options() -> Options {
     let mut sizes = vec![1 << 12, 1 << 16, 1 << 20, 1 << 24];
     let mut budget = Duration::from_millis(200);
     let mut all = false;
+    let mut only = None;
     let mut data = vec![Data::Normal, Data::ZeroGrads];
     let mut subnormals = vec![Subnormals::Keep];
     let (mut json, mut plot, mut dump) = (None, None, None);
@@ -97,6 +101,13 @@ fn options() -> Options {
                 budget = Duration::from_millis(15);
             }
             "--all" => all = true,
+            "--optimizers" => {
+                let list = args
+                    .next()
+                    .expect("--optimizers needs a comma-separated list");
+                only = Some(list.split(',').map(|s| s.trim().to_owned()).collect());
+                all = true;
+            }
             "--data" => {
                 data = match args.next().expect("--data needs a name").as_str() {
                     "normal" => vec![Data::Normal],
@@ -125,7 +136,7 @@ fn options() -> Options {
             }
             "--help" | "-h" => {
                 println!(
-                    "usage: compare [--quick] [--all] [--sizes N,N,...] [--data normal|zero-grads|both] [--subnormals keep|flush|both] [--json PATH] [--plot PATH] [--dump DIR]"
+                    "usage: compare [--quick] [--all] [--optimizers NAME,NAME,...] [--sizes N,N,...] [--data normal|zero-grads|both] [--subnormals keep|flush|both] [--json PATH] [--plot PATH] [--dump DIR]"
                 );
                 std::process::exit(0);
             }
@@ -138,6 +149,7 @@ fn options() -> Options {
         subnormals,
         budget,
         all,
+        only,
         json,
         plot,
         dump,
@@ -594,6 +606,11 @@ fn setup<K: Kernel<N>, W: Element, T: Element, G: Element, const N: usize>(
 }
 
 fn setups<K: Kernel<N>, const N: usize>(kernel: &K, opts: &Options, results: &mut Results) {
+    if let Some(only) = &opts.only
+        && !only.iter().any(|name| name == K::NAME)
+    {
+        return;
+    }
     for &data in &opts.data {
         setup::<K, f32, f32, f32, N>(kernel, "f32", "f32", data, opts, results);
         setup::<K, bf16, f32, bf16, N>(
@@ -813,7 +830,11 @@ fn main() {
              the emulator, not the CPU, and mean nothing for speed"
         );
     }
-    let optimizers = if opts.all { 7 } else { 2 };
+    let optimizers = match (&opts.only, opts.all) {
+        (Some(only), _) => only.len(),
+        (None, true) => 11,
+        (None, false) => 2,
+    };
     let threads = if rayon::current_num_threads() > 1 {
         2
     } else {
@@ -869,6 +890,16 @@ fn main() {
         );
         setups(
             &RadamKernel(Radam::builder(LR64).build().unwrap()),
+            &opts,
+            &mut results,
+        );
+        setups(
+            &RpropKernel(Rprop::builder(LR64).build().unwrap()),
+            &opts,
+            &mut results,
+        );
+        setups(
+            &AsgdKernel(Asgd::builder(LR64).t0(2.0).build().unwrap()),
             &opts,
             &mut results,
         );

@@ -48,7 +48,7 @@
 //!   form; [`Adam`] (Adam, AdamW, AMSGrad, with PyTorch's or Keras' epsilon), [`Rmsprop`],
 //!   [`Adagrad`] follow PyTorch (with Keras' options where it differs), [`Lion`] follows the
 //!   paper and lion-pytorch, [`Lamb`] follows timm, [`Adamax`], [`Adadelta`], [`Nadam`]
-//!   (NAdam, NAdamW) and [`Radam`] (RAdam, RAdamW) follow PyTorch. Each optimizer's module
+//!   (NAdam, NAdamW), [`Radam`] (RAdam, RAdamW), [`Rprop`] and [`Asgd`] follow PyTorch. Each optimizer's module
 //!   ([`optim`]) documents its formula, its order of operations, its state buffers and its
 //!   checkpoint record.
 //! - **Nothing is written by a call that fails.** Lengths and hyperparameters are checked first.
@@ -164,6 +164,7 @@ pub use optim::adadelta::{Adadelta, AdadeltaBuilder};
 pub use optim::adagrad::{Adagrad, AdagradBuilder};
 pub use optim::adam::{Adam, AdamBuilder, EpsilonPlacement};
 pub use optim::adamax::{Adamax, AdamaxBuilder};
+pub use optim::asgd::{Asgd, AsgdBuilder};
 pub use optim::lamb::{Lamb, LambBuilder};
 pub use optim::lion::{Lion, LionBuilder};
 pub use optim::momentum::{Momentum, MomentumBuilder, MomentumForm};
@@ -171,6 +172,7 @@ pub use optim::nadam::{Nadam, NadamBuilder};
 pub use optim::radam::{Radam, RadamBuilder};
 pub use optim::registry::Optimizer;
 pub use optim::rmsprop::{Rmsprop, RmspropBuilder};
+pub use optim::rprop::{Rprop, RpropBuilder};
 pub use optim::sgd::{Sgd, SgdBuilder};
 pub use parallel::Threads;
 pub use reduce::GradNorm;

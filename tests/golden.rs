@@ -24,15 +24,13 @@ use serde_json::Value;
 
 /// The optimizers the golden READMEs describe (`next/` included) that no case maps yet: their
 /// files count as unsupported.
-const NOT_YET: [&str; 11] = [
+const NOT_YET: [&str; 9] = [
     "adafactor",
     "ademamix",
     "adopt",
-    "asgd",
     "bnb_adam8bit",
     "bnb_adamw8bit",
     "cautious_adamw",
-    "rprop",
     "schedulefree_adamw",
     "schedulefree_sgd",
     "torchao_adamw8bit",

@@ -7,9 +7,9 @@ use common::data::{Rng, bits};
 use common::{backends, same_bits, sequential};
 use optkern::schedule::WarmupCosine;
 use optkern::{
-    Adadelta, Adagrad, Adam, Adamax, CheckpointError, EpsilonPlacement, Error, Executor, Lamb,
-    Lion, Momentum, MomentumForm, Nadam, Optimizer, Radam, Rmsprop, Sgd, StatefulOptimizer,
-    StochasticRounding, Subnormals, TensorStep, WeightDecay, bf16, f16,
+    Adadelta, Adagrad, Adam, Adamax, Asgd, CheckpointError, EpsilonPlacement, Error, Executor,
+    Lamb, Lion, Momentum, MomentumForm, Nadam, Optimizer, Radam, Rmsprop, Rprop, Sgd,
+    StatefulOptimizer, StochasticRounding, Subnormals, TensorStep, WeightDecay, bf16, f16,
 };
 use optkern::{Element, zeroed};
 use proptest::prelude::*;
@@ -131,6 +131,19 @@ fn configs() -> Vec<(&'static str, Optimizer)> {
                 .into(),
         ),
         (
+            "rprop",
+            Rprop::builder(1e-2).etas(0.4, 1.3).build().unwrap().into(),
+        ),
+        (
+            "asgd",
+            Asgd::builder(1e-2)
+                .t0(3.0)
+                .weight_decay(WeightDecay::L2(1e-3))
+                .build()
+                .unwrap()
+                .into(),
+        ),
+        (
             "radam",
             Radam::builder(1e-3)
                 .betas(0.9, 0.99)
@@ -202,6 +215,8 @@ fn kernel_by_hand<W: Element, T: Element, G: Element>(
         (Optimizer::Adadelta(c), [sq, acc]) => exec.adadelta_step(w, sq, acc, g, c, step),
         (Optimizer::Nadam(c), [m, v]) => exec.nadam_step(w, m, v, g, c, step),
         (Optimizer::Radam(c), [m, v]) => exec.radam_step(w, m, v, g, c, step),
+        (Optimizer::Rprop(c), [prev, size]) => exec.rprop_step(w, prev, size, g, c, step),
+        (Optimizer::Asgd(c), [ax]) => exec.asgd_step(w, ax, g, c, step),
         (config, state) => panic!("{config:?} with {} buffers", state.len()),
     }
 }

@@ -5,7 +5,8 @@
 #![allow(dead_code)]
 
 use optkern::{
-    Adadelta, Adagrad, Adam, Adamax, Element, Executor, Lion, Momentum, Nadam, Radam, Rmsprop,
+    Adadelta, Adagrad, Adam, Adamax, Asgd, Element, Executor, Lion, Momentum, Nadam, Radam,
+    Rmsprop, Rprop,
 };
 
 /// One optimizer's kernel call and its plain loop, over weights, `STATES` state buffers and a
@@ -322,6 +323,90 @@ impl Kernel<2> for RadamKernel {
             *w = W::from_f32(w.to_f32() - step_size * mv / (vv.sqrt() + eps));
             *m = T::from_f32(mv);
             *v = T::from_f32(vv);
+        }
+    }
+}
+
+pub struct RpropKernel(pub Rprop);
+
+/// Rprop is timed at step 2 (step 1 reads no state).
+impl Kernel<2> for RpropKernel {
+    const NAME: &'static str = "rprop";
+    fn step<W: Element, T: Element, G: Element>(
+        &self,
+        exec: &Executor,
+        w: &mut [W],
+        [prev, size]: &mut [Vec<T>; 2],
+        g: &[G],
+    ) {
+        exec.rprop_step(w, prev, size, g, &self.0, 2).unwrap();
+    }
+    fn plain<W: Element, T: Element, G: Element>(
+        &self,
+        w: &mut [W],
+        [prev, size]: &mut [Vec<T>; 2],
+        g: &[G],
+    ) {
+        let ((minus, plus), (lo, hi)) = (self.0.etas(), self.0.step_sizes());
+        let (minus, plus, lo, hi) = (minus as f32, plus as f32, lo as f32, hi as f32);
+        for (((w, prev), size), g) in w
+            .iter_mut()
+            .zip(prev.iter_mut())
+            .zip(size.iter_mut())
+            .zip(g)
+        {
+            let g = g.to_f32();
+            let p = g * prev.to_f32();
+            let f = if p > 0.0 {
+                plus
+            } else if p < 0.0 {
+                minus
+            } else {
+                1.0
+            };
+            let s = (size.to_f32() * f).clamp(lo, hi);
+            let g = if p < 0.0 { 0.0 } else { g };
+            let sign = if g > 0.0 {
+                1.0
+            } else if g < 0.0 {
+                -1.0
+            } else {
+                0.0
+            };
+            *w = W::from_f32(w.to_f32() - sign * s);
+            *prev = T::from_f32(g);
+            *size = T::from_f32(s);
+        }
+    }
+}
+
+pub struct AsgdKernel(pub Asgd);
+
+/// ASGD is timed past its `t0` (the averaging branch).
+impl Kernel<1> for AsgdKernel {
+    const NAME: &'static str = "asgd";
+    fn step<W: Element, T: Element, G: Element>(
+        &self,
+        exec: &Executor,
+        w: &mut [W],
+        [ax]: &mut [Vec<T>; 1],
+        g: &[G],
+    ) {
+        exec.asgd_step(w, ax, g, &self.0, 10).unwrap();
+    }
+    fn plain<W: Element, T: Element, G: Element>(
+        &self,
+        w: &mut [W],
+        [ax]: &mut [Vec<T>; 1],
+        g: &[G],
+    ) {
+        let (eta, mu) = (self.0.eta(10), self.0.mu(10));
+        let shrink = (1.0 - self.0.lambd() * f64::from(eta)) as f32;
+        for ((w, ax), g) in w.iter_mut().zip(ax.iter_mut()).zip(g) {
+            let wn = w.to_f32() * shrink - eta * g.to_f32();
+            let a = ax.to_f32();
+            *ax = T::from_f32(a + (wn - a) * mu);
+            *w = W::from_f32(wn);
         }
     }
 }

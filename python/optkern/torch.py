@@ -1,7 +1,7 @@
 """Drop-in `torch.optim` optimizers on optkern's fused CPU kernels.
 
-`SGD`, `Adam`, `AdamW`, `RMSprop`, `Adagrad`, `Adamax`, `Adadelta`, `NAdam` and `RAdam` take
-the constructor arguments of `torch.optim` 2.x with the same defaults and semantics; `Lion`
+`SGD`, `Adam`, `AdamW`, `RMSprop`, `Adagrad`, `Adamax`, `Adadelta`, `NAdam`, `RAdam`, `Rprop`
+and `ASGD` take the constructor arguments of `torch.optim` 2.x with the same defaults and semantics; `Lion`
 those of lion-pytorch and `LAMB` those of timm. They are `torch.optim.Optimizer` subclasses: parameter groups,
 `add_param_group`, `zero_grad`, `step(closure)`, every `torch.optim.lr_scheduler`, and
 `state_dict()` / `load_state_dict()` in torch's own layout (a checkpoint of
@@ -42,7 +42,7 @@ import torch
 from . import _optkern
 
 __all__ = ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adamax", "Adadelta", "NAdam", "RAdam",
-           "Lion", "LAMB"]
+           "Rprop", "ASGD", "Lion", "LAMB"]
 
 _DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
@@ -549,6 +549,71 @@ class RAdam(_Optimizer):
         return "radam", dict(lr=_num(g["lr"]), beta1=b1, beta2=b2, eps=g["eps"],
                              weight_decay=g["weight_decay"],
                              decoupled=g["decoupled_weight_decay"], maximize=g["maximize"])
+
+
+class Rprop(_Optimizer):
+    """`torch.optim.Rprop`: a step size per element, grown by ``etas[1]`` while the gradient
+    keeps its sign and shrunk by ``etas[0]`` when it flips, within ``step_sizes``; ``lr`` is
+    the initial step size (as in torch, a learning-rate schedule changes nothing after the
+    first step). State: ``prev``, ``step_size`` (and ``step``)."""
+
+    _keys = {"prev": "prev", "step_size": "step_size"}
+
+    def __init__(self, params, lr=1e-2, etas=(0.5, 1.2), step_sizes=(1e-6, 50), *,
+                 capturable=False, foreach=None, maximize=False, differentiable=False,
+                 **options):
+        if not 0.0 <= _num(lr):
+            raise ValueError(f"Invalid learning rate: {lr}")
+        if not 0.0 < etas[0] < 1.0 < etas[1]:
+            raise ValueError(f"Invalid eta values: {etas[0]}, {etas[1]}")
+        defaults = dict(lr=lr, etas=etas, step_sizes=step_sizes, foreach=foreach,
+                        maximize=maximize, differentiable=differentiable,
+                        capturable=capturable)
+        super().__init__(params, defaults, **options)
+
+    def _hyper(self, g):
+        (minus, plus), (lo, hi) = g["etas"], g["step_sizes"]
+        return "rprop", dict(lr=_num(g["lr"]), eta_minus=minus, eta_plus=plus, step_min=lo,
+                             step_max=hi, maximize=g["maximize"])
+
+
+class ASGD(_Optimizer):
+    """`torch.optim.ASGD`: SGD with the decaying step size ``eta`` and the shrinkage
+    ``lambd``, and the average of the weights from step ``t0`` on in ``state[p]["ax"]``
+    (which never feeds back into the weights), L2 weight decay, maximize. State: ``ax``,
+    ``step`` and, as torch keeps them, ``eta`` and ``mu`` (the values of the next step, from
+    the crate's schedule; the crate computes each step's own from the step count and the
+    group's ``lr`` of that step, where torch uses those computed at the step before)."""
+
+    _keys = {"ax": "ax"}
+
+    def __init__(self, params, lr=1e-2, lambd=1e-4, alpha=0.75, t0=1e6, weight_decay=0,
+                 foreach=None, maximize=False, differentiable=False, capturable=False,
+                 **options):
+        _check_common(lr, weight_decay)
+        defaults = dict(lr=lr, lambd=lambd, alpha=alpha, t0=t0, weight_decay=weight_decay,
+                        foreach=foreach, maximize=maximize, differentiable=differentiable,
+                        capturable=capturable)
+        super().__init__(params, defaults, **options)
+
+    def _hyper(self, g):
+        return "asgd", dict(lr=_num(g["lr"]), lambd=g["lambd"], alpha=g["alpha"], t0=g["t0"],
+                            weight_decay=g["weight_decay"], maximize=g["maximize"])
+
+    def _after_step(self):
+        for group in self.param_groups:
+            hyper = self._hyper(group)[1]
+            for p in group["params"]:
+                state = self.state.get(p)
+                if not state or "step" not in state:
+                    continue
+                eta, mu = _optkern.asgd_schedule(hyper, int(state["step"]) + 1)
+                for key, value in (("eta", eta), ("mu", mu)):
+                    current = state.get(key)
+                    if type(current) is torch.Tensor and current.dtype is torch.float32 and current.numel() == 1:
+                        current.fill_(value)
+                    else:
+                        state[key] = torch.tensor(value, dtype=torch.float32)
 
 
 class Lion(_Optimizer):

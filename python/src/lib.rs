@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use optkern::{
-    Adadelta, Adagrad, Adam, Adamax, DType, Element, Executor, Lamb, Lion, Momentum, Nadam,
-    Optimizer, Radam, Rmsprop, Sgd, StochasticRounding, Subnormals, TensorStep, Threads,
+    Adadelta, Adagrad, Adam, Adamax, Asgd, DType, Element, Executor, Lamb, Lion, Momentum, Nadam,
+    Optimizer, Radam, Rmsprop, Rprop, Sgd, StochasticRounding, Subnormals, TensorStep, Threads,
     WeightDecay, bf16, f16,
 };
 use pyo3::exceptions::{PyTypeError, PyValueError};
@@ -123,6 +123,20 @@ fn config(kind: &str, h: &Bound<'_, PyDict>) -> PyResult<Optimizer> {
             .maximize(maximize)
             .build()
             .map(Into::into),
+        "rprop" => Rprop::builder(lr)
+            .etas(num(h, "eta_minus", 0.5)?, num(h, "eta_plus", 1.2)?)
+            .step_sizes(num(h, "step_min", 1e-6)?, num(h, "step_max", 50.0)?)
+            .maximize(maximize)
+            .build()
+            .map(Into::into),
+        "asgd" => Asgd::builder(lr)
+            .lambd(num(h, "lambd", 1e-4)?)
+            .alpha(num(h, "alpha", 0.75)?)
+            .t0(num(h, "t0", 1e6)?)
+            .weight_decay(wd)
+            .maximize(maximize)
+            .build()
+            .map(Into::into),
         "lion" => Lion::builder(lr)
             .betas(b1, b2)
             .weight_decay(wd)
@@ -177,6 +191,17 @@ fn nadam_mu_product(hyper: &Bound<'_, PyDict>, step: u64) -> PyResult<f64> {
     match config("nadam", hyper)? {
         Optimizer::Nadam(c) => Ok(c.mu_product(step)),
         _ => unreachable!("a NAdam config"),
+    }
+}
+
+/// ASGD's `(eta, mu)` of step `step` (from 1) for the hyperparameters of an `"asgd"` config,
+/// as the crate computes them (`Asgd::eta`, `Asgd::mu`): torch's state `eta` and `mu` after
+/// step `step - 1`.
+#[pyfunction]
+fn asgd_schedule(hyper: &Bound<'_, PyDict>, step: u64) -> PyResult<(f32, f32)> {
+    match config("asgd", hyper)? {
+        Optimizer::Asgd(c) => Ok((c.eta(step), c.mu(step))),
+        _ => unreachable!("an ASGD config"),
     }
 }
 
@@ -702,6 +727,7 @@ fn _optkern(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(state_buffers, m)?)?;
     m.add_function(wrap_pyfunction!(validate, m)?)?;
     m.add_function(wrap_pyfunction!(nadam_mu_product, m)?)?;
+    m.add_function(wrap_pyfunction!(asgd_schedule, m)?)?;
     m.add_function(wrap_pyfunction!(backend, m)?)?;
     m.add_class::<reference::Reference>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

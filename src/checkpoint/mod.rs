@@ -10,7 +10,7 @@
 //! | 0 | 8 | magic: the bytes `OPTKCKPT` |
 //! | 8 | 4 | format version (`u32`), 1 |
 //! | 12 | 8 | length of the whole file in bytes, checksum included (`u64`) |
-//! | 20 | 1 | optimizer: its code, [`Optimizer::code`](crate::Optimizer::code) (0 SGD, 1 momentum, 2 Adam, 3 RMSprop, 4 Adagrad, 5 Lion, 6 LAMB, 7 Adamax, 8 Adadelta, 9 NAdam, 10 RAdam) |
+//! | 20 | 1 | optimizer: its code, [`Optimizer::code`](crate::Optimizer::code) (0 SGD, 1 momentum, 2 Adam, 3 RMSprop, 4 Adagrad, 5 Lion, 6 LAMB, 7 Adamax, 8 Adadelta, 9 NAdam, 10 RAdam, 11 Rprop, 12 ASGD) |
 //! | 21 | 1 | element type of the state: 0 `f32`, 1 `f16`, 2 `bf16` |
 //! | 22 | 2 | `n`: number of config numbers (`u16`) |
 //! | 24 | 2 | `k`: number of config flags (`u16`) |
@@ -435,12 +435,14 @@ mod tests {
     use crate::optim::adagrad::Adagrad;
     use crate::optim::adam::{Adam, EpsilonPlacement};
     use crate::optim::adamax::Adamax;
+    use crate::optim::asgd::Asgd;
     use crate::optim::lamb::Lamb;
     use crate::optim::lion::Lion;
     use crate::optim::momentum::{Momentum, MomentumForm};
     use crate::optim::nadam::Nadam;
     use crate::optim::radam::Radam;
     use crate::optim::rmsprop::Rmsprop;
+    use crate::optim::rprop::Rprop;
     use crate::optim::sgd::Sgd;
 
     #[test]
@@ -548,6 +550,22 @@ mod tests {
                 .build()
                 .unwrap()
                 .into(),
+            Rprop::builder(0.02)
+                .etas(0.3, 1.5)
+                .step_sizes(1e-5, 0.5)
+                .maximize(true)
+                .build()
+                .unwrap()
+                .into(),
+            Asgd::builder(0.01)
+                .lambd(1e-3)
+                .alpha(0.6)
+                .t0(100.0)
+                .weight_decay(WeightDecay::L2(1e-4))
+                .build()
+                .unwrap()
+                .into(),
+            Asgd::builder(0.01).build().unwrap().into(),
         ];
         for config in configs {
             let (code, nums, flags) = config.fields();

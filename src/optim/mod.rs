@@ -25,6 +25,7 @@ pub mod adadelta;
 pub mod adagrad;
 pub mod adam;
 pub mod adamax;
+pub mod asgd;
 pub mod lamb;
 pub mod lion;
 pub mod momentum;
@@ -32,6 +33,7 @@ pub mod nadam;
 pub mod radam;
 pub(crate) mod registry;
 pub mod rmsprop;
+pub mod rprop;
 pub mod sgd;
 
 /// What the registry needs of an optimizer config: its state buffers, its checkpoint fields,

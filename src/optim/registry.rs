@@ -146,6 +146,29 @@ macro_rules! registry {
                      radam_step_f16 / try_radam_step_f16: f16,
                      radam_step_bf16 / try_radam_step_bf16: bf16];
             }
+            /// Rprop.
+            Rprop($crate::optim::rprop::Rprop) = 11, "Rprop" {
+                /// One Rprop step (on step 1 neither buffer is read: `prev` is 0 and the step
+                /// sizes are `lr`).
+                fn rprop_step / try_rprop_step (w; prev, step_size; ; g)
+                    /// Rprop with PyTorch's defaults (`etas = (0.5, 1.2)`, `step_sizes =
+                    /// (1e-6, 50)`; `lr` the initial step size).
+                    quick rprop_quick (lr: f32, step: u64)
+                    [rprop_step_f32 / try_rprop_step_f32: f32,
+                     rprop_step_f16 / try_rprop_step_f16: f16,
+                     rprop_step_bf16 / try_rprop_step_bf16: bf16];
+            }
+            /// ASGD.
+            Asgd($crate::optim::asgd::Asgd) = 12, "ASGD" {
+                /// One ASGD step (`ax` is the averaged weights).
+                fn asgd_step / try_asgd_step (w; ax; ; g)
+                    /// ASGD with PyTorch's defaults (`lambd = 1e-4`, `alpha = 0.75`,
+                    /// `t0 = 1e6`).
+                    quick asgd_quick (lr: f32, step: u64)
+                    [asgd_step_f32 / try_asgd_step_f32: f32,
+                     asgd_step_f16 / try_asgd_step_f16: f16,
+                     asgd_step_bf16 / try_asgd_step_bf16: bf16];
+            }
         }
     };
 }

@@ -27,12 +27,14 @@ pub mod adadelta;
 pub mod adagrad;
 pub mod adam;
 pub mod adamax;
+pub mod asgd;
 pub mod lamb;
 pub mod lion;
 pub mod momentum;
 pub mod nadam;
 pub mod radam;
 pub mod rmsprop;
+pub mod rprop;
 pub mod sgd;
 
 /// Calls `$callback! { test_name: CaseType, ... }` with every case, in the order of the
@@ -52,6 +54,8 @@ macro_rules! for_each_case {
             adadelta: $crate::common::cases::adadelta::AdadeltaCase,
             nadam: $crate::common::cases::nadam::NadamCase,
             radam: $crate::common::cases::radam::RadamCase,
+            rprop: $crate::common::cases::rprop::RpropCase,
+            asgd: $crate::common::cases::asgd::AsgdCase,
         }
     };
 }
@@ -290,7 +294,7 @@ pub fn random_config(kind: u64, rng: &mut Rng) -> Optimizer {
 pub fn non_negative(name: &str) -> bool {
     matches!(
         name,
-        "v" | "v_max" | "square_avg" | "sum" | "u" | "acc_delta"
+        "v" | "v_max" | "square_avg" | "sum" | "u" | "acc_delta" | "step_size"
     )
 }
 
