@@ -47,12 +47,13 @@ use std::time::{Duration, Instant};
 use rayon::prelude::*;
 
 use kernels::{
-    AdadeltaKernel, AdagradKernel, AdamKernel, AdamaxKernel, AsgdKernel, Kernel, LR64, LionKernel,
-    MomentumKernel, NadamKernel, RadamKernel, RmspropKernel, RpropKernel,
+    AdadeltaKernel, AdagradKernel, AdamKernel, AdamaxKernel, AdemamixKernel, AdoptKernel,
+    AsgdKernel, Kernel, LR64, LionKernel, MomentumKernel, NadamKernel, RadamKernel, RmspropKernel,
+    RpropKernel,
 };
 use optkern::{
-    Adadelta, Adagrad, Adam, Adamax, Asgd, Backend, Element, Executor, Lion, Momentum, Nadam,
-    Radam, Rmsprop, Rprop, Subnormals, Threads, bf16, f16,
+    Adadelta, Adagrad, Adam, Adamax, Ademamix, Adopt, Asgd, Backend, Element, Executor, Lion,
+    Momentum, Nadam, Radam, Rmsprop, Rprop, Subnormals, Threads, bf16, f16,
 };
 
 /// The data a setup is timed on (see the module docs).
@@ -832,7 +833,7 @@ fn main() {
     }
     let optimizers = match (&opts.only, opts.all) {
         (Some(only), _) => only.len(),
-        (None, true) => 11,
+        (None, true) => 13,
         (None, false) => 2,
     };
     let threads = if rayon::current_num_threads() > 1 {
@@ -900,6 +901,16 @@ fn main() {
         );
         setups(
             &AsgdKernel(Asgd::builder(LR64).t0(2.0).build().unwrap()),
+            &opts,
+            &mut results,
+        );
+        setups(
+            &AdoptKernel(Adopt::builder(LR64).build().unwrap()),
+            &opts,
+            &mut results,
+        );
+        setups(
+            &AdemamixKernel(Ademamix::builder(LR64).build().unwrap()),
             &opts,
             &mut results,
         );

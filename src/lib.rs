@@ -48,7 +48,8 @@
 //!   form; [`Adam`] (Adam, AdamW, AMSGrad, with PyTorch's or Keras' epsilon), [`Rmsprop`],
 //!   [`Adagrad`] follow PyTorch (with Keras' options where it differs), [`Lion`] follows the
 //!   paper and lion-pytorch, [`Lamb`] follows timm, [`Adamax`], [`Adadelta`], [`Nadam`]
-//!   (NAdam, NAdamW), [`Radam`] (RAdam, RAdamW), [`Rprop`] and [`Asgd`] follow PyTorch. Each optimizer's module
+//!   (NAdam, NAdamW), [`Radam`] (RAdam, RAdamW), [`Rprop`] and [`Asgd`] follow PyTorch,
+//!   [`Adopt`] and [`Ademamix`] follow `pytorch_optimizer`. Each optimizer's module
 //!   ([`optim`]) documents its formula, its order of operations, its state buffers and its
 //!   checkpoint record.
 //! - **Nothing is written by a call that fails.** Lengths and hyperparameters are checked first.
@@ -164,6 +165,8 @@ pub use optim::adadelta::{Adadelta, AdadeltaBuilder};
 pub use optim::adagrad::{Adagrad, AdagradBuilder};
 pub use optim::adam::{Adam, AdamBuilder, EpsilonPlacement};
 pub use optim::adamax::{Adamax, AdamaxBuilder};
+pub use optim::ademamix::{Ademamix, AdemamixBuilder};
+pub use optim::adopt::{Adopt, AdoptBuilder};
 pub use optim::asgd::{Asgd, AsgdBuilder};
 pub use optim::lamb::{Lamb, LambBuilder};
 pub use optim::lion::{Lion, LionBuilder};

@@ -24,10 +24,8 @@ use serde_json::Value;
 
 /// The optimizers the golden READMEs describe (`next/` included) that no case maps yet: their
 /// files count as unsupported.
-const NOT_YET: [&str; 9] = [
+const NOT_YET: [&str; 7] = [
     "adafactor",
-    "ademamix",
-    "adopt",
     "bnb_adam8bit",
     "bnb_adamw8bit",
     "cautious_adamw",

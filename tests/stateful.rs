@@ -7,9 +7,9 @@ use common::data::{Rng, bits};
 use common::{backends, same_bits, sequential};
 use optkern::schedule::WarmupCosine;
 use optkern::{
-    Adadelta, Adagrad, Adam, Adamax, Asgd, CheckpointError, EpsilonPlacement, Error, Executor,
-    Lamb, Lion, Momentum, MomentumForm, Nadam, Optimizer, Radam, Rmsprop, Rprop, Sgd,
-    StatefulOptimizer, StochasticRounding, Subnormals, TensorStep, WeightDecay, bf16, f16,
+    Adadelta, Adagrad, Adam, Adamax, Ademamix, Adopt, Asgd, CheckpointError, EpsilonPlacement,
+    Error, Executor, Lamb, Lion, Momentum, MomentumForm, Nadam, Optimizer, Radam, Rmsprop, Rprop,
+    Sgd, StatefulOptimizer, StochasticRounding, Subnormals, TensorStep, WeightDecay, bf16, f16,
 };
 use optkern::{Element, zeroed};
 use proptest::prelude::*;
@@ -144,6 +144,24 @@ fn configs() -> Vec<(&'static str, Optimizer)> {
                 .into(),
         ),
         (
+            "adopt",
+            Adopt::builder(1e-3)
+                .weight_decay(WeightDecay::Decoupled(1e-2))
+                .build()
+                .unwrap()
+                .into(),
+        ),
+        (
+            "ademamix",
+            Ademamix::builder(1e-3)
+                .alpha(4.0)
+                .t_alpha_beta3(Some(20.0))
+                .weight_decay(WeightDecay::L2(1e-3))
+                .build()
+                .unwrap()
+                .into(),
+        ),
+        (
             "radam",
             Radam::builder(1e-3)
                 .betas(0.9, 0.99)
@@ -217,6 +235,8 @@ fn kernel_by_hand<W: Element, T: Element, G: Element>(
         (Optimizer::Radam(c), [m, v]) => exec.radam_step(w, m, v, g, c, step),
         (Optimizer::Rprop(c), [prev, size]) => exec.rprop_step(w, prev, size, g, c, step),
         (Optimizer::Asgd(c), [ax]) => exec.asgd_step(w, ax, g, c, step),
+        (Optimizer::Adopt(c), [m, v]) => exec.adopt_step(w, m, v, g, c, step),
+        (Optimizer::Ademamix(c), [m, v, slow]) => exec.ademamix_step(w, m, v, slow, g, c, step),
         (config, state) => panic!("{config:?} with {} buffers", state.len()),
     }
 }

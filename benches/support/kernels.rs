@@ -5,8 +5,8 @@
 #![allow(dead_code)]
 
 use optkern::{
-    Adadelta, Adagrad, Adam, Adamax, Asgd, Element, Executor, Lion, Momentum, Nadam, Radam,
-    Rmsprop, Rprop,
+    Adadelta, Adagrad, Adam, Adamax, Ademamix, Adopt, Asgd, Element, Executor, Lion, Momentum,
+    Nadam, Radam, Rmsprop, Rprop,
 };
 
 /// One optimizer's kernel call and its plain loop, over weights, `STATES` state buffers and a
@@ -407,6 +407,82 @@ impl Kernel<1> for AsgdKernel {
             let a = ax.to_f32();
             *ax = T::from_f32(a + (wn - a) * mu);
             *w = W::from_f32(wn);
+        }
+    }
+}
+
+pub struct AdoptKernel(pub Adopt);
+
+/// ADOPT is timed at step 10 (step 1 only sets the second moment).
+impl Kernel<2> for AdoptKernel {
+    const NAME: &'static str = "adopt";
+    fn step<W: Element, T: Element, G: Element>(
+        &self,
+        exec: &Executor,
+        w: &mut [W],
+        [m, v]: &mut [Vec<T>; 2],
+        g: &[G],
+    ) {
+        exec.adopt_step(w, m, v, g, &self.0, 10).unwrap();
+    }
+    fn plain<W: Element, T: Element, G: Element>(
+        &self,
+        w: &mut [W],
+        [m, v]: &mut [Vec<T>; 2],
+        g: &[G],
+    ) {
+        let (b1, b2) = (self.0.betas().0 as f32, self.0.betas().1 as f32);
+        let eps = self.0.eps() as f32;
+        let clip = Adopt::clip_bound(10);
+        for (((w, m), v), g) in w.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
+            let g = g.to_f32();
+            let vo = v.to_f32();
+            let n = (g / vo.sqrt().max(eps)).clamp(-clip, clip);
+            let mv = b1 * m.to_f32() + (1.0 - b1) * n;
+            *w = W::from_f32(w.to_f32() - LR * mv);
+            *m = T::from_f32(mv);
+            *v = T::from_f32(b2 * vo + (1.0 - b2) * g * g);
+        }
+    }
+}
+
+pub struct AdemamixKernel(pub Ademamix);
+
+/// AdEMAMix is timed at step 10.
+impl Kernel<3> for AdemamixKernel {
+    const NAME: &'static str = "ademamix";
+    fn step<W: Element, T: Element, G: Element>(
+        &self,
+        exec: &Executor,
+        w: &mut [W],
+        [m, v, slow]: &mut [Vec<T>; 3],
+        g: &[G],
+    ) {
+        exec.ademamix_step(w, m, v, slow, g, &self.0, 10).unwrap();
+    }
+    fn plain<W: Element, T: Element, G: Element>(
+        &self,
+        w: &mut [W],
+        [m, v, slow]: &mut [Vec<T>; 3],
+        g: &[G],
+    ) {
+        let (b1, b2) = (self.0.betas().0 as f32, self.0.betas().1 as f32);
+        let b3 = self.0.beta3_at(10) as f32;
+        let eps = self.0.eps() as f32;
+        let a = LR / (1.0 - b1.powi(10));
+        let b = LR * self.0.alpha_at(10) as f32;
+        let bc2 = 1.0 - b2.powi(10);
+        let state = m.iter_mut().zip(v.iter_mut()).zip(slow.iter_mut());
+        for ((w, ((m, v), slow)), g) in w.iter_mut().zip(state).zip(g) {
+            let g = g.to_f32();
+            let mv = b1 * m.to_f32() + (1.0 - b1) * g;
+            let vv = b2 * v.to_f32() + (1.0 - b2) * g * g;
+            let sv = b3 * slow.to_f32() + (1.0 - b3) * g;
+            let denom = (vv / bc2).sqrt() + eps;
+            *w = W::from_f32(w.to_f32() - (a * mv + b * sv) / denom);
+            *m = T::from_f32(mv);
+            *v = T::from_f32(vv);
+            *slow = T::from_f32(sv);
         }
     }
 }

@@ -1,8 +1,9 @@
 """Drop-in `torch.optim` optimizers on optkern's fused CPU kernels.
 
 `SGD`, `Adam`, `AdamW`, `RMSprop`, `Adagrad`, `Adamax`, `Adadelta`, `NAdam`, `RAdam`, `Rprop`
-and `ASGD` take the constructor arguments of `torch.optim` 2.x with the same defaults and semantics; `Lion`
-those of lion-pytorch and `LAMB` those of timm. They are `torch.optim.Optimizer` subclasses: parameter groups,
+and `ASGD` take the constructor arguments of `torch.optim` 2.x with the same defaults and
+semantics; `Lion` those of lion-pytorch, `LAMB` those of timm, `ADOPT` and `AdEMAMix` those of
+pytorch_optimizer 4.1. They are `torch.optim.Optimizer` subclasses: parameter groups,
 `add_param_group`, `zero_grad`, `step(closure)`, every `torch.optim.lr_scheduler`, and
 `state_dict()` / `load_state_dict()` in torch's own layout (a checkpoint of
 `torch.optim.AdamW` loads into `optkern.torch.AdamW` and the reverse).
@@ -42,7 +43,7 @@ import torch
 from . import _optkern
 
 __all__ = ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adamax", "Adadelta", "NAdam", "RAdam",
-           "Rprop", "ASGD", "Lion", "LAMB"]
+           "Rprop", "ASGD", "ADOPT", "AdEMAMix", "Lion", "LAMB"]
 
 _DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
@@ -614,6 +615,105 @@ class ASGD(_Optimizer):
                         current.fill_(value)
                     else:
                         state[key] = torch.tensor(value, dtype=torch.float32)
+
+
+class _GroupStep:
+    """Step counting for optimizers whose library counts steps per group (pytorch_optimizer,
+    timm): a state saved by the library has no per-parameter ``step``, so a parameter with a
+    state but no count takes the group's; after each step the group's ``step`` is the
+    largest count of its parameters."""
+
+    def _initial_count(self, state, group):
+        if any(k in state for k in self._keys.values()):
+            return int(group.get("step", 0))
+        return 0
+
+    def _after_step(self):
+        for group in self.param_groups:
+            steps = [self.state[p]["step"] for p in group["params"] if "step" in self.state.get(p, {})]
+            if steps:
+                group["step"] = int(max(float(s) for s in steps))
+
+
+def _adopt_default_clip(step):
+    """ADOPT's default ``clip_lambda``: ``step ** 0.25`` (the crate computes it)."""
+    return step ** 0.25
+
+
+def _check_unmodelled(name, **options):
+    for key, value in options.items():
+        if value:
+            raise ValueError(f"optkern: {name}'s {key}=True is not supported")
+
+
+class ADOPT(_GroupStep, _Optimizer):
+    """pytorch_optimizer's `ADOPT`: the gradient normalized by the second moment of the step
+    before, clipped to ``step ** 0.25`` (the default ``clip_lambda``; ``None`` for no clip;
+    another function raises ValueError), then averaged; L2 or decoupled weight decay
+    (``weight_decouple=True``), maximize. Step 1 only sets ``exp_avg_sq``. State:
+    ``exp_avg``, ``exp_avg_sq`` (and ``step``; the group's ``step`` as the library keeps it).
+    Unlike the library, the gradients are left as they are (it negates them in place to
+    maximize and adds the L2 term into them)."""
+
+    _keys = {"m": "exp_avg", "v": "exp_avg_sq"}
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.9999), clip_lambda=_adopt_default_clip,
+                 weight_decay=0.0, weight_decouple=False, fixed_decay=False, foreach=None,
+                 eps=1e-6, maximize=False, cautious=False, stable_adamw=False, **options):
+        _check_common(lr, weight_decay)
+        _check_betas(betas, eps)
+        _check_unmodelled("ADOPT", fixed_decay=fixed_decay, cautious=cautious,
+                          stable_adamw=stable_adamw)
+        if clip_lambda is not None and clip_lambda is not _adopt_default_clip:
+            raise ValueError("optkern: ADOPT's clip_lambda must be the default (step ** 0.25) or None")
+        defaults = dict(lr=lr, betas=betas, weight_decay=weight_decay,
+                        weight_decouple=weight_decouple, fixed_decay=fixed_decay, eps=eps,
+                        foreach=foreach, maximize=maximize, clip=clip_lambda is not None)
+        super().__init__(params, defaults, **options)
+
+    def _hyper(self, g):
+        b1, b2 = g["betas"]
+        return "adopt", dict(lr=_num(g["lr"]), beta1=b1, beta2=b2, eps=g["eps"],
+                             weight_decay=g["weight_decay"], decoupled=g["weight_decouple"],
+                             maximize=g["maximize"], clip=g["clip"])
+
+
+class AdEMAMix(_GroupStep, _Optimizer):
+    """pytorch_optimizer's `AdEMAMix`: Adam with a slow average of the gradient (``betas[2]``,
+    weight ``alpha``, not bias-corrected) added to the numerator, the warm-up of ``alpha`` and
+    ``beta3`` over ``t_alpha_beta3`` steps, L2 or decoupled weight decay
+    (``weight_decouple=True``), maximize. State: ``exp_avg``, ``exp_avg_sq``,
+    ``exp_avg_slow`` (and ``step``; the group's ``step`` as the library keeps it). The
+    gradients are left as they are."""
+
+    _keys = {"m": "exp_avg", "v": "exp_avg_sq", "slow": "exp_avg_slow"}
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999, 0.9999), weight_decay=0.0,
+                 weight_decouple=False, fixed_decay=False, alpha=5.0, t_alpha_beta3=None,
+                 eps=1e-8, maximize=False, foreach=None, cautious=False, stable_adamw=False,
+                 **options):
+        _check_common(lr, weight_decay)
+        if len(betas) != 3:
+            raise ValueError(f"Invalid betas: AdEMAMix takes three, not {betas}")
+        _check_betas(betas[:2], eps)
+        if not 0.0 <= _num(betas[2]) < 1.0:
+            raise ValueError(f"Invalid beta parameter at index 2: {betas[2]}")
+        if not 0.0 <= alpha:
+            raise ValueError(f"Invalid alpha value: {alpha}")
+        _check_unmodelled("AdEMAMix", fixed_decay=fixed_decay, cautious=cautious,
+                          stable_adamw=stable_adamw)
+        defaults = dict(lr=lr, betas=betas, weight_decay=weight_decay,
+                        weight_decouple=weight_decouple, fixed_decay=fixed_decay, alpha=alpha,
+                        t_alpha_beta3=t_alpha_beta3, eps=eps, maximize=maximize,
+                        foreach=foreach)
+        super().__init__(params, defaults, **options)
+
+    def _hyper(self, g):
+        b1, b2, b3 = g["betas"]
+        return "ademamix", dict(lr=_num(g["lr"]), beta1=b1, beta2=b2, beta3=b3,
+                                alpha=g["alpha"], t_alpha_beta3=g["t_alpha_beta3"],
+                                eps=g["eps"], weight_decay=g["weight_decay"],
+                                decoupled=g["weight_decouple"], maximize=g["maximize"])
 
 
 class Lion(_Optimizer):

@@ -5,9 +5,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use optkern::{
-    Adadelta, Adagrad, Adam, Adamax, Asgd, DType, Element, Executor, Lamb, Lion, Momentum, Nadam,
-    Optimizer, Radam, Rmsprop, Rprop, Sgd, StochasticRounding, Subnormals, TensorStep, Threads,
-    WeightDecay, bf16, f16,
+    Adadelta, Adagrad, Adam, Adamax, Ademamix, Adopt, Asgd, DType, Element, Executor, Lamb, Lion,
+    Momentum, Nadam, Optimizer, Radam, Rmsprop, Rprop, Sgd, StochasticRounding, Subnormals,
+    TensorStep, Threads, WeightDecay, bf16, f16,
 };
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::intern;
@@ -137,6 +137,30 @@ fn config(kind: &str, h: &Bound<'_, PyDict>) -> PyResult<Optimizer> {
             .maximize(maximize)
             .build()
             .map(Into::into),
+        "adopt" => Adopt::builder(lr)
+            .betas(b1, num(h, "beta2", 0.9999)?)
+            .eps(num(h, "eps", 1e-6)?)
+            .clip(flag(h, "clip")?)
+            .weight_decay(wd)
+            .maximize(maximize)
+            .build()
+            .map(Into::into),
+        "ademamix" => {
+            let warmup = match h.get_item("t_alpha_beta3")? {
+                Some(v) if !v.is_none() => Some(v.extract::<f64>()?),
+                _ => None,
+            };
+            Ademamix::builder(lr)
+                .betas(b1, b2)
+                .beta3(num(h, "beta3", 0.9999)?)
+                .alpha(num(h, "alpha", 5.0)?)
+                .t_alpha_beta3(warmup)
+                .eps(num(h, "eps", 1e-8)?)
+                .weight_decay(wd)
+                .maximize(maximize)
+                .build()
+                .map(Into::into)
+        }
         "lion" => Lion::builder(lr)
             .betas(b1, b2)
             .weight_decay(wd)

@@ -10,7 +10,7 @@
 //! | 0 | 8 | magic: the bytes `OPTKCKPT` |
 //! | 8 | 4 | format version (`u32`), 1 |
 //! | 12 | 8 | length of the whole file in bytes, checksum included (`u64`) |
-//! | 20 | 1 | optimizer: its code, [`Optimizer::code`](crate::Optimizer::code) (0 SGD, 1 momentum, 2 Adam, 3 RMSprop, 4 Adagrad, 5 Lion, 6 LAMB, 7 Adamax, 8 Adadelta, 9 NAdam, 10 RAdam, 11 Rprop, 12 ASGD) |
+//! | 20 | 1 | optimizer: its code, [`Optimizer::code`](crate::Optimizer::code) (0 SGD, 1 momentum, 2 Adam, 3 RMSprop, 4 Adagrad, 5 Lion, 6 LAMB, 7 Adamax, 8 Adadelta, 9 NAdam, 10 RAdam, 11 Rprop, 12 ASGD, 13 ADOPT, 14 AdEMAMix) |
 //! | 21 | 1 | element type of the state: 0 `f32`, 1 `f16`, 2 `bf16` |
 //! | 22 | 2 | `n`: number of config numbers (`u16`) |
 //! | 24 | 2 | `k`: number of config flags (`u16`) |
@@ -435,6 +435,8 @@ mod tests {
     use crate::optim::adagrad::Adagrad;
     use crate::optim::adam::{Adam, EpsilonPlacement};
     use crate::optim::adamax::Adamax;
+    use crate::optim::ademamix::Ademamix;
+    use crate::optim::adopt::Adopt;
     use crate::optim::asgd::Asgd;
     use crate::optim::lamb::Lamb;
     use crate::optim::lion::Lion;
@@ -566,6 +568,26 @@ mod tests {
                 .unwrap()
                 .into(),
             Asgd::builder(0.01).build().unwrap().into(),
+            Adopt::builder(1e-3)
+                .betas(0.8, 0.999)
+                .eps(1e-7)
+                .clip(false)
+                .weight_decay(WeightDecay::Decoupled(0.01))
+                .maximize(true)
+                .build()
+                .unwrap()
+                .into(),
+            Ademamix::builder(1e-3)
+                .betas(0.85, 0.99)
+                .beta3(0.999)
+                .alpha(8.0)
+                .t_alpha_beta3(Some(1000.0))
+                .eps(1e-7)
+                .weight_decay(WeightDecay::L2(0.01))
+                .build()
+                .unwrap()
+                .into(),
+            Ademamix::builder(1e-3).build().unwrap().into(),
         ];
         for config in configs {
             let (code, nums, flags) = config.fields();

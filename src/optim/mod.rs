@@ -25,6 +25,8 @@ pub mod adadelta;
 pub mod adagrad;
 pub mod adam;
 pub mod adamax;
+pub mod ademamix;
+pub mod adopt;
 pub mod asgd;
 pub mod lamb;
 pub mod lion;

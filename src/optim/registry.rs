@@ -169,6 +169,28 @@ macro_rules! registry {
                      asgd_step_f16 / try_asgd_step_f16: f16,
                      asgd_step_bf16 / try_asgd_step_bf16: bf16];
             }
+            /// ADOPT.
+            Adopt($crate::optim::adopt::Adopt) = 13, "ADOPT" {
+                /// One ADOPT step (step 1 only sets `v = g * g`).
+                fn adopt_step / try_adopt_step (w; m, v; ; g)
+                    /// ADOPT with `pytorch_optimizer`'s defaults (`betas = (0.9, 0.9999)`,
+                    /// `eps = 1e-6`, the clip `t^0.25`).
+                    quick adopt_quick (lr: f32, step: u64)
+                    [adopt_step_f32 / try_adopt_step_f32: f32,
+                     adopt_step_f16 / try_adopt_step_f16: f16,
+                     adopt_step_bf16 / try_adopt_step_bf16: bf16];
+            }
+            /// AdEMAMix.
+            Ademamix($crate::optim::ademamix::Ademamix) = 14, "AdEMAMix" {
+                /// One AdEMAMix step (`slow` is the slow average).
+                fn ademamix_step / try_ademamix_step (w; m, v, slow; ; g)
+                    /// AdEMAMix with `pytorch_optimizer`'s defaults (`betas = (0.9, 0.999,
+                    /// 0.9999)`, `alpha = 5`, no warm-up, `eps = 1e-8`).
+                    quick ademamix_quick (lr: f32, step: u64)
+                    [ademamix_step_f32 / try_ademamix_step_f32: f32,
+                     ademamix_step_f16 / try_ademamix_step_f16: f16,
+                     ademamix_step_bf16 / try_ademamix_step_bf16: bf16];
+            }
         }
     };
 }

@@ -50,6 +50,34 @@ impl<'a> Hyper<'a> {
         }
     }
 
+    /// A list of `N` numbers (AdEMAMix's three betas).
+    pub fn list<const N: usize>(
+        &mut self,
+        key: &'static str,
+        default: [f64; N],
+    ) -> Result<[f64; N], String> {
+        self.used.push(key);
+        match self.map.get(key) {
+            None | Some(Value::Null) => Ok(default),
+            Some(Value::Array(a)) if a.len() == N && a.iter().all(Value::is_number) => {
+                Ok(std::array::from_fn(|i| a[i].as_f64().unwrap()))
+            }
+            Some(v) => Err(format!("{key} = {v} is not a list of {N} numbers")),
+        }
+    }
+
+    /// A number that may be the library's `None` (absent or `null`).
+    pub fn optional(&mut self, key: &'static str) -> Result<Option<f64>, String> {
+        self.used.push(key);
+        match self.map.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v
+                .as_f64()
+                .map(Some)
+                .ok_or(format!("{key} = {v} is not a number")),
+        }
+    }
+
     /// Options that do not change the math (they choose an implementation): any value.
     pub fn ignore(&mut self, keys: &[&'static str]) {
         self.used.extend_from_slice(keys);

@@ -27,6 +27,8 @@ pub mod adadelta;
 pub mod adagrad;
 pub mod adam;
 pub mod adamax;
+pub mod ademamix;
+pub mod adopt;
 pub mod asgd;
 pub mod lamb;
 pub mod lion;
@@ -56,6 +58,8 @@ macro_rules! for_each_case {
             radam: $crate::common::cases::radam::RadamCase,
             rprop: $crate::common::cases::rprop::RpropCase,
             asgd: $crate::common::cases::asgd::AsgdCase,
+            adopt: $crate::common::cases::adopt::AdoptCase,
+            ademamix: $crate::common::cases::ademamix::AdemamixCase,
         }
     };
 }
