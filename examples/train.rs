@@ -13,7 +13,8 @@
 //! decay (`optkern::schedule::WarmupCosine`), set with `set_lr` before every step.
 //!
 //! Plain SGD, heavy-ball momentum (PyTorch's `SGD(momentum=0.9)`), Nesterov momentum, the
-//! moving-average momentum form (`beta = 0.9`), RMSprop, Adam and AdamW (weight decay 0.01)
+//! moving-average momentum form (`beta = 0.9`), RMSprop, Adam, AdamW (weight decay 0.01),
+//! NAdam, RAdam, ADOPT and AdEMAMix (each at its library's defaults but the learning rate)
 //! start from the same initial weights and see the same mini-batches in the same order. Each
 //! gets a learning-rate sweep on a 1-2-5 grid suited to it; its pick is the rate with the
 //! lowest validation loss after the last step (the test set plays no part in the choice). The
@@ -35,7 +36,10 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use optkern::schedule::WarmupCosine;
-use optkern::{Adam, Executor, Momentum, Optimizer, Rmsprop, Sgd, StatefulOptimizer};
+use optkern::{
+    Adam, Ademamix, Adopt, Executor, Momentum, Nadam, Optimizer, Radam, Rmsprop, Sgd,
+    StatefulOptimizer,
+};
 
 const INPUTS: usize = 64;
 const HIDDEN: usize = 128;
@@ -383,7 +387,7 @@ struct Candidate {
     config: fn(f64) -> Result<Optimizer, optkern::Error>,
 }
 
-fn candidates() -> [Candidate; 7] {
+fn candidates() -> [Candidate; 11] {
     // Grids of 1-2-5 steps, wide enough that each pick has a worse rate on either side.
     const SGD_GRID: [f64; 6] = [0.1, 0.2, 0.5, 1.0, 2.0, 5.0];
     // PyTorch's momentum 0.9 accumulates the gradient: steps about ten times as long.
@@ -432,6 +436,31 @@ fn candidates() -> [Candidate; 7] {
             dashed: true,
             grid: ADAM_GRID,
             config: |lr| Ok(Adam::adamw(lr, 0.01).build()?.into()),
+        },
+        Candidate {
+            name: "NAdam",
+            dashed: false,
+            grid: ADAM_GRID,
+            config: |lr| Ok(Nadam::builder(lr).build()?.into()),
+        },
+        Candidate {
+            name: "RAdam",
+            dashed: false,
+            grid: ADAM_GRID,
+            config: |lr| Ok(Radam::builder(lr).build()?.into()),
+        },
+        Candidate {
+            name: "ADOPT",
+            dashed: false,
+            grid: ADAM_GRID,
+            config: |lr| Ok(Adopt::builder(lr).build()?.into()),
+        },
+        Candidate {
+            name: "AdEMAMix",
+            dashed: false,
+            // Its slow average, weighted by alpha = 5, makes the steps several times Adam's.
+            grid: RMSPROP_GRID,
+            config: |lr| Ok(Ademamix::builder(lr).build()?.into()),
         },
     ]
 }
@@ -792,8 +821,9 @@ fn fmt_decade(exponent: i32) -> String {
 
 /// The SVG chart: smoothed training loss by step, log-scale y, one line per optimizer.
 fn write_plot(path: &str, setup: &Setup, runs: &[Run]) -> Result<(), Box<dyn Error>> {
-    const COLORS: [&str; 8] = [
+    const COLORS: [&str; 12] = [
         "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf",
+        "#bcbd22", "#7f7f7f", "#000000", "#aec7e8",
     ];
     let (width, height) = (980.0, 600.0);
     let (left, right, top, bottom) = (80.0, 250.0, 64.0, 64.0);
