@@ -447,6 +447,24 @@ mod tests {
     use crate::optim::rprop::Rprop;
     use crate::optim::sgd::Sgd;
 
+    /// A negative zero where a field's zero means "none" is not read as none (which would
+    /// save other bytes than were loaded): ASGD keeps an L2 decay of -0, AdEMAMix refuses a
+    /// warm-up of -0 (a fuzzer found the latter).
+    #[test]
+    fn negative_zero_fields_read_back_as_written() {
+        let asgd: Optimizer = Asgd::builder(0.01).build().unwrap().into();
+        let (code, mut nums, flags) = asgd.fields();
+        nums[4] = -0.0;
+        let loaded = Optimizer::from_fields(code, &nums, &flags).unwrap();
+        let (_, again, _) = loaded.fields();
+        assert_eq!(again[4].to_bits(), (-0.0f64).to_bits());
+        let ademamix: Optimizer = Ademamix::builder(1e-3).build().unwrap().into();
+        let (code, mut nums, flags) = ademamix.fields();
+        assert_eq!(nums[5].to_bits(), 0);
+        nums[5] = -0.0;
+        assert!(Optimizer::from_fields(code, &nums, &flags).is_err());
+    }
+
     #[test]
     fn every_config_round_trips() {
         let configs: Vec<Optimizer> = vec![

@@ -281,7 +281,8 @@ impl OptimizerConfig for Ademamix {
             .betas(nums[1], nums[2])
             .beta3(nums[3])
             .alpha(nums[4])
-            .t_alpha_beta3((nums[5] != 0.0).then_some(nums[5]))
+            // Only the bits of +0 mean none: -0 is a warm-up the builder refuses.
+            .t_alpha_beta3((nums[5].to_bits() != 0).then_some(nums[5]))
             .eps(nums[6])
             .weight_decay(weight_decay_from(flags[0], nums[7])?)
             .maximize(flag(flags[1])?);

@@ -234,7 +234,8 @@ impl OptimizerConfig for Asgd {
     }
 
     fn from_fields(nums: &[f64], flags: &[u8]) -> Result<Self, CheckpointError> {
-        let wd = if nums[4] == 0.0 {
+        // Only the bits of +0 mean none (so that -0 is read back as it was written).
+        let wd = if nums[4].to_bits() == 0 {
             WeightDecay::None
         } else {
             WeightDecay::L2(nums[4])
