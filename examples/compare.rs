@@ -49,11 +49,12 @@ use rayon::prelude::*;
 use kernels::{
     AdadeltaKernel, AdagradKernel, AdamKernel, AdamaxKernel, AdemamixKernel, AdoptKernel,
     AsgdKernel, Kernel, LR64, LionKernel, MomentumKernel, NadamKernel, RadamKernel, RmspropKernel,
-    RpropKernel,
+    RpropKernel, ScheduleFreeAdamwKernel, ScheduleFreeSgdKernel,
 };
 use optkern::{
     Adadelta, Adagrad, Adam, Adamax, Ademamix, Adopt, Asgd, Backend, Element, Executor, Lion,
-    Momentum, Nadam, Radam, Rmsprop, Rprop, Subnormals, Threads, bf16, f16,
+    Momentum, Nadam, Radam, Rmsprop, Rprop, ScheduleFreeAdamw, ScheduleFreeSgd, Subnormals,
+    Threads, bf16, f16,
 };
 
 /// The data a setup is timed on (see the module docs).
@@ -911,6 +912,16 @@ fn main() {
         );
         setups(
             &AdemamixKernel(Ademamix::builder(LR64).build().unwrap()),
+            &opts,
+            &mut results,
+        );
+        setups(
+            &ScheduleFreeAdamwKernel(ScheduleFreeAdamw::builder(LR64).build().unwrap()),
+            &opts,
+            &mut results,
+        );
+        setups(
+            &ScheduleFreeSgdKernel(ScheduleFreeSgd::builder(LR64).build().unwrap()),
             &opts,
             &mut results,
         );

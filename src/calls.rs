@@ -34,6 +34,48 @@ pub fn try_convert<A: Element, B: Element>(src: &[A], dst: &mut [B]) -> Result<(
     Executor::new()?.convert(src, dst)
 }
 
+/// Schedule-free: turns the training weights `y` into the evaluation weights `x` with the
+/// default [`Executor`] (see [`Executor::schedulefree_eval`]); `beta` is the config's `beta1`
+/// (AdamW) or `momentum` (SGD).
+///
+/// # Panics
+/// If the lengths differ, `beta` is invalid or `OPTKERN_BACKEND` is invalid; nothing is
+/// written then. [`try_schedulefree_eval`] returns the error instead.
+pub fn schedulefree_eval<W: Element, T: Element>(w: &mut [W], z: &[T], beta: f64) {
+    if let Err(e) = try_schedulefree_eval(w, z, beta) {
+        panic!("optkern: {e}");
+    }
+}
+
+/// [`schedulefree_eval`], returning the error instead of panicking.
+pub fn try_schedulefree_eval<W: Element, T: Element>(
+    w: &mut [W],
+    z: &[T],
+    beta: f64,
+) -> Result<(), Error> {
+    Executor::new()?.schedulefree_eval(w, z, beta)
+}
+
+/// Schedule-free: turns the evaluation weights `x` back into the training weights `y` with
+/// the default [`Executor`] (see [`Executor::schedulefree_train`]).
+///
+/// # Panics
+/// As [`schedulefree_eval`]. [`try_schedulefree_train`] returns the error instead.
+pub fn schedulefree_train<W: Element, T: Element>(w: &mut [W], z: &[T], beta: f64) {
+    if let Err(e) = try_schedulefree_train(w, z, beta) {
+        panic!("optkern: {e}");
+    }
+}
+
+/// [`schedulefree_train`], returning the error instead of panicking.
+pub fn try_schedulefree_train<W: Element, T: Element>(
+    w: &mut [W],
+    z: &[T],
+    beta: f64,
+) -> Result<(), Error> {
+    Executor::new()?.schedulefree_train(w, z, beta)
+}
+
 /// Writes every optimizer's free functions from the registry.
 macro_rules! free_calls {
     ([$(#[$doc:meta])*] [$(#[$qdoc:meta])*] $config:path, $call:ident, $try_call:ident,

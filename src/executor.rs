@@ -9,6 +9,7 @@ use crate::element::{DType, Element, Slice, SliceMut, bf16, f16};
 use crate::error::{Error, finite, positive, same_len};
 use crate::optim::OptimizerConfig;
 use crate::optim::registry::{Optimizer, registry};
+use crate::optim::schedulefree::{Switch, check_switch, switch_weights};
 use crate::parallel::Threads;
 use crate::reduce::{GradNorm, clip_coefficient};
 use crate::rounding::{StochasticRounding, Subnormals};
@@ -436,6 +437,82 @@ impl Executor {
             Slice::F16(g) => self.step_one(call, w, given, g, config, step),
             Slice::BF16(g) => self.step_one(call, w, given, g, config, step),
         }
+    }
+}
+
+/// The schedule-free weight switches (see [`crate::optim::schedulefree`]).
+impl Executor {
+    /// Schedule-free: turns the training weights `y` into the evaluation weights `x =
+    /// lerp(y, z, 1 - 1/beta)` in place (the library's `optimizer.eval()`), with `z` the
+    /// optimizer's `z` buffer and `beta` its `beta1` (AdamW) or `momentum` (SGD). Rounded to
+    /// nearest even, on this executor's backend and threads. Fails, writing nothing, if the
+    /// lengths differ or `beta` is not in `(0, 1)` (with `1 - 1/beta` finite in `f32`).
+    pub fn schedulefree_eval<W: Element, T: Element>(
+        &self,
+        w: &mut [W],
+        z: &[T],
+        beta: f64,
+    ) -> Result<(), Error> {
+        let lens = (w.len(), z.len());
+        self.schedulefree_switch(
+            "schedulefree_eval",
+            W::erase_mut(w),
+            T::erase(z),
+            lens,
+            beta,
+            Switch::ToEval,
+        )
+    }
+
+    /// Schedule-free: turns the evaluation weights `x` back into the training weights `y =
+    /// lerp(x, z, 1 - beta)` in place (the library's `optimizer.train()`); as
+    /// [`schedulefree_eval`](Self::schedulefree_eval) otherwise. A switch and back rounds
+    /// twice: `y` comes back to within a unit in the last place, not always bit for bit.
+    pub fn schedulefree_train<W: Element, T: Element>(
+        &self,
+        w: &mut [W],
+        z: &[T],
+        beta: f64,
+    ) -> Result<(), Error> {
+        let lens = (w.len(), z.len());
+        self.schedulefree_switch(
+            "schedulefree_train",
+            W::erase_mut(w),
+            T::erase(z),
+            lens,
+            beta,
+            Switch::ToTrain,
+        )
+    }
+
+    /// Not generic: the nine kernels of the switch are compiled once, here.
+    fn schedulefree_switch(
+        &self,
+        call: &'static str,
+        w: SliceMut<'_>,
+        z: Slice<'_>,
+        (wn, zn): (usize, usize),
+        beta: f64,
+        to: Switch,
+    ) -> Result<(), Error> {
+        check_switch(beta)?;
+        same_len(call, "z", zn, wn)?;
+        let _env = Environment::enter();
+        macro_rules! with_z {
+            ($w:expr) => {
+                match z {
+                    Slice::F32(z) => switch_weights(&self.ctx, $w, z, beta, to),
+                    Slice::F16(z) => switch_weights(&self.ctx, $w, z, beta, to),
+                    Slice::BF16(z) => switch_weights(&self.ctx, $w, z, beta, to),
+                }
+            };
+        }
+        match w {
+            SliceMut::F32(w) => with_z!(w),
+            SliceMut::F16(w) => with_z!(w),
+            SliceMut::BF16(w) => with_z!(w),
+        }
+        Ok(())
     }
 }
 

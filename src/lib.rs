@@ -176,6 +176,9 @@ pub use optim::radam::{Radam, RadamBuilder};
 pub use optim::registry::Optimizer;
 pub use optim::rmsprop::{Rmsprop, RmspropBuilder};
 pub use optim::rprop::{Rprop, RpropBuilder};
+pub use optim::schedulefree::{
+    ScheduleFreeAdamw, ScheduleFreeAdamwBuilder, ScheduleFreeSgd, ScheduleFreeSgdBuilder,
+};
 pub use optim::sgd::{Sgd, SgdBuilder};
 pub use parallel::Threads;
 pub use reduce::GradNorm;

@@ -417,6 +417,72 @@ impl<T: Element> StatefulOptimizer<T> {
         }
     }
 
+    /// Schedule-free optimizers: turns every tensor's training weights `y` into the
+    /// evaluation weights `x` (the library's `optimizer.eval()`; see
+    /// [`Executor::schedulefree_eval`]). Before the first step it does nothing (there is no
+    /// `z` yet), as the library. The optimizer does not record which weights the caller holds:
+    /// call [`schedulefree_train`](Self::schedulefree_train) before the next step.
+    ///
+    /// Fails, writing nothing, if the config is not a schedule-free one or the tensors are
+    /// not those of the state ([`Error::TensorCount`], [`Error::ModelChanged`]).
+    pub fn schedulefree_eval<W: Element>(&self, weights: &mut [&mut [W]]) -> Result<(), Error> {
+        self.schedulefree_switch("StatefulOptimizer::schedulefree_eval", weights, true)
+    }
+
+    /// Schedule-free optimizers: turns every tensor's evaluation weights `x` back into the
+    /// training weights `y` (the library's `optimizer.train()`); as
+    /// [`schedulefree_eval`](Self::schedulefree_eval) otherwise.
+    pub fn schedulefree_train<W: Element>(&self, weights: &mut [&mut [W]]) -> Result<(), Error> {
+        self.schedulefree_switch("StatefulOptimizer::schedulefree_train", weights, false)
+    }
+
+    fn schedulefree_switch<W: Element>(
+        &self,
+        call: &'static str,
+        weights: &mut [&mut [W]],
+        to_eval: bool,
+    ) -> Result<(), Error> {
+        let Some(beta) = self.config.schedulefree_beta() else {
+            return Err(Error::IncompatibleOptions {
+                reason: "the eval/train weight switch is for a schedule-free optimizer only",
+            });
+        };
+        let Some(lengths) = &self.lengths else {
+            return Ok(());
+        };
+        if weights.len() != lengths.len() {
+            return Err(Error::TensorCount {
+                call,
+                what: "weight tensors",
+                given: weights.len(),
+                expected: lengths.len(),
+            });
+        }
+        for (tensor, (w, &expected)) in weights.iter().zip(lengths).enumerate() {
+            if w.len() != expected {
+                return Err(Error::ModelChanged {
+                    tensor,
+                    len: w.len(),
+                    expected,
+                });
+            }
+        }
+        if self.options.steps == 0 {
+            return Ok(());
+        }
+        let exec = self.executor.with_subnormals(self.options.subnormals);
+        for (w, state) in weights.iter_mut().zip(&self.state) {
+            // `z` is the first buffer of both optimizers.
+            let z = &state[0][..];
+            if to_eval {
+                exec.schedulefree_eval(w, z, beta)?;
+            } else {
+                exec.schedulefree_train(w, z, beta)?;
+            }
+        }
+        Ok(())
+    }
+
     /// The checkpoint: the config, the step count, the options (gradient multiplier, clipping,
     /// skipping, stochastic-rounding seed, subnormal policy) and every state buffer, in the versioned,
     /// checksummed format documented in [`crate::checkpoint`]. The backend and thread policy

@@ -24,13 +24,11 @@ use serde_json::Value;
 
 /// The optimizers the golden READMEs describe (`next/` included) that no case maps yet: their
 /// files count as unsupported.
-const NOT_YET: [&str; 7] = [
+const NOT_YET: [&str; 5] = [
     "adafactor",
     "bnb_adam8bit",
     "bnb_adamw8bit",
     "cautious_adamw",
-    "schedulefree_adamw",
-    "schedulefree_sgd",
     "torchao_adamw8bit",
 ];
 
@@ -47,6 +45,8 @@ struct Case {
     state: BTreeMap<String, Vec<u32>>,
     /// The scalar state entries (`state_shape` `[]`), as `f32` bits.
     scalars: BTreeMap<String, u32>,
+    /// Schedule-free: the weights after the last step as read in eval mode.
+    w_eval: Option<Vec<u32>>,
 }
 
 fn bits_list(v: &Value, what: &str) -> Result<Vec<u32>, String> {
@@ -128,6 +128,10 @@ impl Case {
             w: nested_bits(field("w")?, "w")?,
             state,
             scalars,
+            w_eval: json
+                .get("w_eval")
+                .map(|v| bits_list(v, "w_eval"))
+                .transpose()?,
         };
         let steps = field("steps")?.as_u64().ok_or("steps is not a number")? as usize;
         if case.w0.len() != case.n
@@ -135,6 +139,7 @@ impl Case {
             || case.w.len() != steps
             || case.grads.iter().chain(&case.w).any(|v| v.len() != case.n)
             || case.state.values().any(|v| v.len() != case.n)
+            || case.w_eval.as_ref().is_some_and(|v| v.len() != case.n)
         {
             return Err("inconsistent lengths".into());
         }
@@ -480,6 +485,15 @@ fn run_typed<E: Element>(
         let ours = scalar(&runner.mapped.config, case.grads.len() as u64) as f32;
         compare(&format!("state {name}"), &[ours], &[*bits], f32::from_bits)?;
     }
+    // Schedule-free: the evaluation weights, from the weights and z (the first buffer).
+    if let Some(w_eval) = &case.w_eval {
+        let Some(beta) = runner.mapped.config.schedulefree_beta() else {
+            return Err("w_eval in a case of an optimizer without eval weights".into());
+        };
+        exec.schedulefree_eval(&mut w, &runner.state[0], beta)
+            .map_err(|e| format!("schedulefree_eval refused: {e}"))?;
+        compare("w_eval", &w, w_eval, from_bits)?;
+    }
     Ok(true)
 }
 
@@ -588,6 +602,7 @@ fn unknown_optimizers_and_options_fail() {
         w: vec![vec![0]],
         state: BTreeMap::new(),
         scalars: BTreeMap::new(),
+        w_eval: None,
     };
     let case = base(
         "sgd",

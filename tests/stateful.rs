@@ -9,7 +9,8 @@ use optkern::schedule::WarmupCosine;
 use optkern::{
     Adadelta, Adagrad, Adam, Adamax, Ademamix, Adopt, Asgd, CheckpointError, EpsilonPlacement,
     Error, Executor, Lamb, Lion, Momentum, MomentumForm, Nadam, Optimizer, Radam, Rmsprop, Rprop,
-    Sgd, StatefulOptimizer, StochasticRounding, Subnormals, TensorStep, WeightDecay, bf16, f16,
+    ScheduleFreeAdamw, ScheduleFreeSgd, Sgd, StatefulOptimizer, StochasticRounding, Subnormals,
+    TensorStep, WeightDecay, bf16, f16,
 };
 use optkern::{Element, zeroed};
 use proptest::prelude::*;
@@ -170,6 +171,25 @@ fn configs() -> Vec<(&'static str, Optimizer)> {
                 .unwrap()
                 .into(),
         ),
+        (
+            "schedulefree_adamw",
+            ScheduleFreeAdamw::builder(2.5e-3)
+                .warmup_steps(3)
+                .weight_decay(WeightDecay::Decoupled(1e-2))
+                .build()
+                .unwrap()
+                .into(),
+        ),
+        (
+            "schedulefree_sgd",
+            ScheduleFreeSgd::builder(0.1)
+                .warmup_steps(2)
+                .r(0.5)
+                .weight_decay(WeightDecay::L2(1e-3))
+                .build()
+                .unwrap()
+                .into(),
+        ),
     ]
 }
 
@@ -237,6 +257,10 @@ fn kernel_by_hand<W: Element, T: Element, G: Element>(
         (Optimizer::Asgd(c), [ax]) => exec.asgd_step(w, ax, g, c, step),
         (Optimizer::Adopt(c), [m, v]) => exec.adopt_step(w, m, v, g, c, step),
         (Optimizer::Ademamix(c), [m, v, slow]) => exec.ademamix_step(w, m, v, slow, g, c, step),
+        (Optimizer::ScheduleFreeAdamw(c), [z, v]) => {
+            exec.schedulefree_adamw_step(w, z, v, g, c, step)
+        }
+        (Optimizer::ScheduleFreeSgd(c), [z]) => exec.schedulefree_sgd_step(w, z, g, c, step),
         (config, state) => panic!("{config:?} with {} buffers", state.len()),
     }
 }
@@ -1190,4 +1214,164 @@ fn every_sample_checkpoint_round_trips() {
             "{name} does not load"
         );
     }
+}
+
+/// The schedule-free weight switch of one mix: every backend, 1 and 4 threads, lengths up to
+/// 2100 at misaligned starts and hostile values, the same bits as the scalar backend on one
+/// thread; and `x` within its bound of the f64 `y + (1 - 1/b)(z - y)`: PyTorch's lerp in f32
+/// carries `16 u (|y| + |z| + |w (z - y)|)` (`u = 2^-24`, the weight rounded to f32 included)
+/// before the result's rounding into `W` (half a unit of it).
+fn switch_matches_scalar<W: Element, T: Element>(seed: u64) -> Result<(), String> {
+    use common::data::Misaligned;
+    let mut rng = Rng::new(seed);
+    for case in 0..24u64 {
+        let len = match case {
+            0 => 0,
+            1 => 1,
+            2 => 2100,
+            _ => (rng.next_u64() % 2100) as usize,
+        };
+        let offset = (rng.next_u64() % 16) as usize;
+        let special = case % 3 == 0;
+        let y = Misaligned::<W>::new(len, offset, || rng.value(special));
+        let z = Misaligned::<T>::new(len, (rng.next_u64() % 16) as usize, || rng.value(special));
+        let b = [0.9, 0.5, 0.999, 1e-3][(case % 4) as usize];
+        for to_eval in [true, false] {
+            let run = |exec: &Executor| {
+                let mut w = y.copy();
+                if to_eval {
+                    exec.schedulefree_eval(w.slice_mut(), z.slice(), b).unwrap();
+                } else {
+                    exec.schedulefree_train(w.slice_mut(), z.slice(), b)
+                        .unwrap();
+                }
+                w
+            };
+            let want = run(&sequential(optkern::Backend::Scalar));
+            for backend in backends() {
+                for (threads, pool) in common::pools() {
+                    let got = pool.install(|| run(&common::split_finely(backend)));
+                    same_bits(
+                        &format!("{backend} {threads} len {len} eval {to_eval}"),
+                        got.slice(),
+                        want.slice(),
+                    )?;
+                }
+            }
+            if !special {
+                let weight = if to_eval { 1.0 - 1.0 / b } else { 1.0 - b };
+                for ((x, y), z) in want.slice().iter().zip(y.slice()).zip(z.slice()) {
+                    let (x, y, z) = (
+                        f64::from(x.to_f32()),
+                        f64::from(y.to_f32()),
+                        f64::from(z.to_f32()),
+                    );
+                    if !(y.is_finite() && z.is_finite()) {
+                        continue;
+                    }
+                    let exact = y + weight * (z - y);
+                    if x.is_infinite() && W::DTYPE == optkern::DType::F16 && exact.abs() > 65504.0 {
+                        continue; // beyond f16's range: infinite, as it must be
+                    }
+                    // Half a unit in the last place of W, relative, and half its smallest
+                    // subnormal.
+                    let (half_unit, tiny) = match W::DTYPE {
+                        optkern::DType::F32 => (2f64.powi(-24), 2f64.powi(-150)),
+                        optkern::DType::BF16 => (2f64.powi(-8), 2f64.powi(-134)),
+                        optkern::DType::F16 => (2f64.powi(-11), 2f64.powi(-25)),
+                    };
+                    let lerp =
+                        16.0 * 2f64.powi(-24) * (y.abs() + z.abs() + (weight * (z - y)).abs());
+                    let bound = lerp * (1.0 + half_unit) + half_unit * exact.abs() + tiny;
+                    let error = (x - exact).abs();
+                    if error.is_nan() || error > bound {
+                        return Err(format!(
+                            "x {x} for y {y}, z {z}, b {b}: f64 {exact}, bound {bound}"
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn the_schedulefree_switch_is_bit_exact_on_every_backend() {
+    fn each<W: Element>(seed: u64) -> Result<(), String> {
+        switch_matches_scalar::<W, f32>(seed)?;
+        switch_matches_scalar::<W, bf16>(seed + 1)?;
+        switch_matches_scalar::<W, f16>(seed + 2)
+    }
+    each::<f32>(1).unwrap();
+    each::<bf16>(10).unwrap();
+    each::<f16>(20).unwrap();
+}
+
+#[test]
+fn the_stateful_switch_is_the_executors_and_checks_first() {
+    let sf = ScheduleFreeAdamw::builder(2.5e-3).build().unwrap();
+    let mut opt = StatefulOptimizer::<f32>::new(sf).unwrap();
+    let mut rng = Rng::new(7);
+    let mut model: Vec<Vec<f32>> = model(&mut rng);
+    // Before the first step: nothing to switch (no z yet), nothing written.
+    let before = model.clone();
+    let mut views: Vec<&mut [f32]> = model.iter_mut().map(|w| &mut w[..]).collect();
+    opt.schedulefree_eval(&mut views).unwrap();
+    drop(views);
+    assert_eq!(bits_of(&model), bits_of(&before));
+    for step in 1..=3 {
+        let grads: Vec<Vec<f32>> = gradients(11, step);
+        let mut views: Vec<&mut [f32]> = model.iter_mut().map(|w| &mut w[..]).collect();
+        let gviews: Vec<&[f32]> = grads.iter().map(|g| &g[..]).collect();
+        opt.step(&mut views, &gviews).unwrap();
+    }
+    // The object's switch is the executor's on each tensor with its z.
+    let mut by_hand = model.clone();
+    for (w, state) in by_hand.iter_mut().zip(0..) {
+        let z = &opt.state(state).unwrap()[0];
+        Executor::new()
+            .unwrap()
+            .schedulefree_eval(w, z, 0.9)
+            .unwrap();
+    }
+    let mut views: Vec<&mut [f32]> = model.iter_mut().map(|w| &mut w[..]).collect();
+    opt.schedulefree_eval(&mut views).unwrap();
+    drop(views);
+    assert_eq!(bits_of(&model), bits_of(&by_hand));
+    // Refused, writing nothing: a tensor missing, a tensor of another length.
+    let kept = model.clone();
+    let mut views: Vec<&mut [f32]> = model.iter_mut().skip(1).map(|w| &mut w[..]).collect();
+    assert!(matches!(
+        opt.schedulefree_train(&mut views),
+        Err(Error::TensorCount { .. })
+    ));
+    drop(views);
+    let mut shorter = model.clone();
+    shorter.last_mut().unwrap().pop();
+    let mut views: Vec<&mut [f32]> = shorter.iter_mut().map(|w| &mut w[..]).collect();
+    assert!(matches!(
+        opt.schedulefree_train(&mut views),
+        Err(Error::ModelChanged { .. })
+    ));
+    drop(views);
+    assert_eq!(bits_of(&model), bits_of(&kept));
+    // And back to y for training, within a unit in the last place of where it was.
+    let mut views: Vec<&mut [f32]> = model.iter_mut().map(|w| &mut w[..]).collect();
+    opt.schedulefree_train(&mut views).unwrap();
+    // Not a schedule-free optimizer: refused.
+    let adam = StatefulOptimizer::<f32>::new(Adam::builder(1e-3).build().unwrap()).unwrap();
+    let err = adam.schedulefree_eval(&mut views).unwrap_err();
+    assert!(err.to_string().contains("schedule-free"), "{err}");
+    // The executor's checks: lengths and the interpolation.
+    let exec = Executor::new().unwrap();
+    let (mut w, z) = (vec![1.0f32; 8], vec![0.0f32; 7]);
+    assert!(exec.schedulefree_eval(&mut w, &z, 0.9).is_err());
+    assert!(exec.schedulefree_eval(&mut w[..7], &z, 0.0).is_err());
+    assert!(exec.schedulefree_eval(&mut w[..7], &z, 1.0).is_err());
+    assert_eq!(w, vec![1.0f32; 8]);
+}
+
+fn bits_of(model: &[Vec<f32>]) -> Vec<Vec<u32>> {
+    model.iter().map(|w| bits(w)).collect()
 }

@@ -6,7 +6,7 @@
 
 use optkern::{
     Adadelta, Adagrad, Adam, Adamax, Ademamix, Adopt, Asgd, Element, Executor, Lion, Momentum,
-    Nadam, Radam, Rmsprop, Rprop,
+    Nadam, Radam, Rmsprop, Rprop, ScheduleFreeAdamw, ScheduleFreeSgd,
 };
 
 /// One optimizer's kernel call and its plain loop, over weights, `STATES` state buffers and a
@@ -483,6 +483,79 @@ impl Kernel<3> for AdemamixKernel {
             *m = T::from_f32(mv);
             *v = T::from_f32(vv);
             *slow = T::from_f32(sv);
+        }
+    }
+}
+
+pub struct ScheduleFreeAdamwKernel(pub ScheduleFreeAdamw);
+
+/// Schedule-Free AdamW is timed at step 10.
+impl Kernel<2> for ScheduleFreeAdamwKernel {
+    const NAME: &'static str = "schedulefree_adamw";
+    fn step<W: Element, T: Element, G: Element>(
+        &self,
+        exec: &Executor,
+        w: &mut [W],
+        [z, v]: &mut [Vec<T>; 2],
+        g: &[G],
+    ) {
+        exec.schedulefree_adamw_step(w, z, v, g, &self.0, 10)
+            .unwrap();
+    }
+    fn plain<W: Element, T: Element, G: Element>(
+        &self,
+        w: &mut [W],
+        [z, v]: &mut [Vec<T>; 2],
+        g: &[G],
+    ) {
+        let (b1, b2) = (self.0.betas().0 as f32, self.0.betas().1 as f32);
+        let (lr_t, c) = self.0.schedule_at(10);
+        let (lr_t, c) = (lr_t as f32, c as f32);
+        let eps = self.0.eps() as f32;
+        let bc2 = 1.0 - b2.powi(10);
+        let y_step = lr_t * (b1 * (1.0 - c) - 1.0);
+        let state = z.iter_mut().zip(v.iter_mut());
+        for ((w, (z, v)), g) in w.iter_mut().zip(state).zip(g) {
+            let g = g.to_f32();
+            let vv = b2 * v.to_f32() + (1.0 - b2) * g * g;
+            let u = g / ((vv / bc2).sqrt() + eps);
+            let (y, zv) = (w.to_f32(), z.to_f32());
+            *w = W::from_f32(y + c * (zv - y) + y_step * u);
+            *z = T::from_f32(zv - lr_t * u);
+            *v = T::from_f32(vv);
+        }
+    }
+}
+
+pub struct ScheduleFreeSgdKernel(pub ScheduleFreeSgd);
+
+/// Schedule-Free SGD is timed at step 10.
+impl Kernel<1> for ScheduleFreeSgdKernel {
+    const NAME: &'static str = "schedulefree_sgd";
+    fn step<W: Element, T: Element, G: Element>(
+        &self,
+        exec: &Executor,
+        w: &mut [W],
+        [z]: &mut [Vec<T>; 1],
+        g: &[G],
+    ) {
+        exec.schedulefree_sgd_step(w, z, g, &self.0, 10).unwrap();
+    }
+    fn plain<W: Element, T: Element, G: Element>(
+        &self,
+        w: &mut [W],
+        [z]: &mut [Vec<T>; 1],
+        g: &[G],
+    ) {
+        let b = self.0.momentum() as f32;
+        let (lr_t, c) = self.0.schedule_at(10);
+        let (lr_t, c) = (lr_t as f32, c as f32);
+        let y_step = lr_t * (b * (1.0 - c) - 1.0);
+        for ((w, z), g) in w.iter_mut().zip(z.iter_mut()).zip(g) {
+            let g = g.to_f32();
+            let (y, zv) = (w.to_f32(), z.to_f32());
+            *w = W::from_f32(y + c * (zv - y) + y_step * g);
+            *z = T::from_f32(zv - lr_t * g);
         }
     }
 }

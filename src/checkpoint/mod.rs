@@ -10,7 +10,7 @@
 //! | 0 | 8 | magic: the bytes `OPTKCKPT` |
 //! | 8 | 4 | format version (`u32`), 1 |
 //! | 12 | 8 | length of the whole file in bytes, checksum included (`u64`) |
-//! | 20 | 1 | optimizer: its code, [`Optimizer::code`](crate::Optimizer::code) (0 SGD, 1 momentum, 2 Adam, 3 RMSprop, 4 Adagrad, 5 Lion, 6 LAMB, 7 Adamax, 8 Adadelta, 9 NAdam, 10 RAdam, 11 Rprop, 12 ASGD, 13 ADOPT, 14 AdEMAMix) |
+//! | 20 | 1 | optimizer: its code, [`Optimizer::code`](crate::Optimizer::code) (0 SGD, 1 momentum, 2 Adam, 3 RMSprop, 4 Adagrad, 5 Lion, 6 LAMB, 7 Adamax, 8 Adadelta, 9 NAdam, 10 RAdam, 11 Rprop, 12 ASGD, 13 ADOPT, 14 AdEMAMix, 15 Schedule-Free AdamW, 16 Schedule-Free SGD) |
 //! | 21 | 1 | element type of the state: 0 `f32`, 1 `f16`, 2 `bf16` |
 //! | 22 | 2 | `n`: number of config numbers (`u16`) |
 //! | 24 | 2 | `k`: number of config flags (`u16`) |
@@ -445,6 +445,7 @@ mod tests {
     use crate::optim::radam::Radam;
     use crate::optim::rmsprop::Rmsprop;
     use crate::optim::rprop::Rprop;
+    use crate::optim::schedulefree::{ScheduleFreeAdamw, ScheduleFreeSgd};
     use crate::optim::sgd::Sgd;
 
     /// A negative zero where a field's zero means "none" is not read as none (which would
@@ -463,6 +464,19 @@ mod tests {
         assert_eq!(nums[5].to_bits(), 0);
         nums[5] = -0.0;
         assert!(Optimizer::from_fields(code, &nums, &flags).is_err());
+        // A schedule-free warm-up is a whole number of steps, written without a sign.
+        let sf: Optimizer = ScheduleFreeSgd::builder(0.1).build().unwrap().into();
+        let (code, mut nums, flags) = sf.fields();
+        for bad in [-0.0, 1.5, -1.0, f64::NAN, 1e300] {
+            nums[2] = bad;
+            assert!(
+                Optimizer::from_fields(code, &nums, &flags).is_err(),
+                "{bad}"
+            );
+        }
+        nums[2] = 7.0;
+        let loaded = Optimizer::from_fields(code, &nums, &flags).unwrap();
+        assert!(matches!(loaded, Optimizer::ScheduleFreeSgd(c) if c.warmup_steps() == 7));
     }
 
     #[test]
@@ -606,6 +620,24 @@ mod tests {
                 .unwrap()
                 .into(),
             Ademamix::builder(1e-3).build().unwrap().into(),
+            ScheduleFreeAdamw::builder(2.5e-3)
+                .betas(0.95, 0.99)
+                .eps(1e-7)
+                .warmup_steps(1000)
+                .r(0.5)
+                .weight_lr_power(1.5)
+                .weight_decay(WeightDecay::Decoupled(0.01))
+                .maximize(true)
+                .build()
+                .unwrap()
+                .into(),
+            ScheduleFreeSgd::builder(0.5)
+                .momentum(0.8)
+                .warmup_steps(3)
+                .weight_decay(WeightDecay::L2(1e-4))
+                .build()
+                .unwrap()
+                .into(),
         ];
         for config in configs {
             let (code, nums, flags) = config.fields();

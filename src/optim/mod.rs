@@ -36,6 +36,7 @@ pub mod radam;
 pub(crate) mod registry;
 pub mod rmsprop;
 pub mod rprop;
+pub mod schedulefree;
 pub mod sgd;
 
 /// What the registry needs of an optimizer config: its state buffers, its checkpoint fields,

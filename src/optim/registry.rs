@@ -191,6 +191,32 @@ macro_rules! registry {
                      ademamix_step_f16 / try_ademamix_step_f16: f16,
                      ademamix_step_bf16 / try_ademamix_step_bf16: bf16];
             }
+            /// Schedule-Free AdamW.
+            ScheduleFreeAdamw($crate::optim::schedulefree::ScheduleFreeAdamw) = 15,
+                "Schedule-Free AdamW" {
+                /// One Schedule-Free AdamW step: the weights hold `y` (step 1 reads neither
+                /// buffer: `z` becomes the weights).
+                fn schedulefree_adamw_step / try_schedulefree_adamw_step (w; z, v; ; g)
+                    /// Schedule-Free AdamW with the library's defaults (`betas = (0.9,
+                    /// 0.999)`, `eps = 1e-8`, no warm-up, `r = 0`, `weight_lr_power = 2`).
+                    quick schedulefree_adamw_quick (lr: f32, step: u64)
+                    [schedulefree_adamw_step_f32 / try_schedulefree_adamw_step_f32: f32,
+                     schedulefree_adamw_step_f16 / try_schedulefree_adamw_step_f16: f16,
+                     schedulefree_adamw_step_bf16 / try_schedulefree_adamw_step_bf16: bf16];
+            }
+            /// Schedule-Free SGD.
+            ScheduleFreeSgd($crate::optim::schedulefree::ScheduleFreeSgd) = 16,
+                "Schedule-Free SGD" {
+                /// One Schedule-Free SGD step: the weights hold `y` (step 1 does not read `z`:
+                /// it becomes the weights).
+                fn schedulefree_sgd_step / try_schedulefree_sgd_step (w; z; ; g)
+                    /// Schedule-Free SGD with the library's defaults (`momentum = 0.9`, no
+                    /// warm-up, `r = 0`, `weight_lr_power = 2`).
+                    quick schedulefree_sgd_quick (lr: f32, step: u64)
+                    [schedulefree_sgd_step_f32 / try_schedulefree_sgd_step_f32: f32,
+                     schedulefree_sgd_step_f16 / try_schedulefree_sgd_step_f16: f16,
+                     schedulefree_sgd_step_bf16 / try_schedulefree_sgd_step_bf16: bf16];
+            }
         }
     };
 }

@@ -37,6 +37,7 @@ pub mod nadam;
 pub mod radam;
 pub mod rmsprop;
 pub mod rprop;
+pub mod schedulefree;
 pub mod sgd;
 
 /// Calls `$callback! { test_name: CaseType, ... }` with every case, in the order of the
@@ -60,6 +61,8 @@ macro_rules! for_each_case {
             asgd: $crate::common::cases::asgd::AsgdCase,
             adopt: $crate::common::cases::adopt::AdoptCase,
             ademamix: $crate::common::cases::ademamix::AdemamixCase,
+            schedulefree_adamw: $crate::common::cases::schedulefree::ScheduleFreeAdamwCase,
+            schedulefree_sgd: $crate::common::cases::schedulefree::ScheduleFreeSgdCase,
         }
     };
 }
