@@ -3,7 +3,8 @@
 `SGD`, `Adam`, `AdamW`, `RMSprop`, `Adagrad`, `Adamax`, `Adadelta`, `NAdam`, `RAdam`, `Rprop`
 and `ASGD` take the constructor arguments of `torch.optim` 2.x with the same defaults and
 semantics; `Lion` those of lion-pytorch, `LAMB` those of timm, `ADOPT` and `AdEMAMix` those of
-pytorch_optimizer 4.1. They are `torch.optim.Optimizer` subclasses: parameter groups,
+pytorch_optimizer 4.1, `AdamWScheduleFree` and `SGDScheduleFree` those of schedulefree 1.4
+(with its ``train()`` / ``eval()``). They are `torch.optim.Optimizer` subclasses: parameter groups,
 `add_param_group`, `zero_grad`, `step(closure)`, every `torch.optim.lr_scheduler`, and
 `state_dict()` / `load_state_dict()` in torch's own layout (a checkpoint of
 `torch.optim.AdamW` loads into `optkern.torch.AdamW` and the reverse).
@@ -43,7 +44,8 @@ import torch
 from . import _optkern
 
 __all__ = ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adamax", "Adadelta", "NAdam", "RAdam",
-           "Rprop", "ASGD", "ADOPT", "AdEMAMix", "Lion", "LAMB"]
+           "Rprop", "ASGD", "ADOPT", "AdEMAMix", "AdamWScheduleFree", "SGDScheduleFree", "Lion",
+           "LAMB"]
 
 _DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
@@ -714,6 +716,144 @@ class AdEMAMix(_GroupStep, _Optimizer):
                                 alpha=g["alpha"], t_alpha_beta3=g["t_alpha_beta3"],
                                 eps=g["eps"], weight_decay=g["weight_decay"],
                                 decoupled=g["weight_decouple"], maximize=g["maximize"])
+
+
+class _ScheduleFree:
+    """What schedulefree's classes share: the parameters hold ``y`` while training, the
+    state ``z``; ``eval()`` turns them into the average ``x`` and ``train()`` back, as
+    ``p.lerp_(z, 1 - 1/b)`` and ``p.lerp_(z, 1 - b)``, the library's own operations (with
+    master weights, on the f32 master weights, then copied into the parameter). As the
+    library, a new optimizer is in eval mode and ``step()`` refuses to run until ``train()``
+    is called. The group counts steps in ``k`` and keeps the library's ``lr_max``,
+    ``weight_sum`` and ``scheduled_lr``, so that state dicts load both ways; the crate
+    computes the averaging weights from the learning rate and ``k`` (the same numbers for a
+    run whose learning rate does not change: a schedule-free run has no schedule)."""
+
+    def _beta(self, group):
+        raise NotImplementedError
+
+    def _given_step(self, state, group):
+        return int(group["k"]) + 1
+
+    def _initial(self, key, p, dtype, group):
+        if key == "z":  # z starts as the weights (the crate reads it from step 2 on)
+            return p.detach().to(dtype=dtype, memory_format=torch.contiguous_format, copy=True)
+        return super()._initial(key, p, dtype, group)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        if not self.param_groups[0]["train_mode"]:
+            raise RuntimeError("optkern: the optimizer was not in train mode when step was called: "
+                               "call optimizer.train() before training and optimizer.eval() "
+                               "before evaluating, as with schedulefree")
+        found_inf = getattr(self, "found_inf", None)
+        skipped = found_inf is not None and float(found_inf) != 0.0
+        self._counted = False
+        loss = super().step(closure)
+        if not skipped and not self._counted:  # no parameter had a gradient
+            self._after_step()
+        return loss
+
+    def _after_step(self):
+        self._counted = True
+        for group in self.param_groups:
+            k = int(group["k"])
+            warmup = group["warmup_steps"]
+            lr = _num(group["lr"]) * ((k + 1) / warmup if k < warmup else 1.0)
+            group["scheduled_lr"] = lr
+            lr_max = group["lr_max"] = max(lr, group["lr_max"])
+            group["weight_sum"] = group["weight_sum"] + ((k + 1) ** group["r"]) * (
+                lr_max ** group["weight_lr_power"])
+            group["k"] = k + 1
+
+    @torch.no_grad()
+    def eval(self):
+        """The parameters hold ``x``, the weights to evaluate."""
+        for group in self.param_groups:
+            if group["train_mode"]:
+                self._switch(group, 1.0 - 1.0 / self._beta(group))
+                group["train_mode"] = False
+
+    @torch.no_grad()
+    def train(self):
+        """The parameters hold ``y``, the weights to train."""
+        for group in self.param_groups:
+            if not group["train_mode"]:
+                self._switch(group, 1.0 - self._beta(group))
+                group["train_mode"] = True
+
+    def _switch(self, group, weight):
+        for p in group["params"]:
+            state = self.state.get(p, {})
+            z = state.get("z")
+            if z is None:
+                continue
+            master = state.get("master_weights")
+            if self.master_weights and master is not None and master.shape == p.shape:
+                master.lerp_(z.to(master.dtype), weight)
+                p.copy_(master)
+            else:
+                p.lerp_(z.to(p.dtype), weight)
+
+
+class AdamWScheduleFree(_ScheduleFree, _Optimizer):
+    """schedulefree's `AdamWScheduleFree` (the default, memory-efficient class): Adam's second
+    moment normalizes the gradient, the weight decay is added at ``y`` after it, warm-up
+    ``warmup_steps``, averaging weights ``t^r * lr_max^weight_lr_power``. State: ``z``,
+    ``exp_avg_sq`` (and a ``step`` count the library does not keep). The gradients are left as
+    they are (the library divides them in place). See ``_ScheduleFree`` for ``train()`` and
+    ``eval()``."""
+
+    _keys = {"z": "z", "v": "exp_avg_sq"}
+
+    def __init__(self, params, lr=0.0025, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
+                 warmup_steps=0, r=0.0, weight_lr_power=2.0, foreach=None, **options):
+        _check_common(lr, weight_decay)
+        _check_betas(betas, eps)
+        defaults = dict(lr=lr, betas=betas, eps=eps, r=r, k=0, warmup_steps=warmup_steps,
+                        train_mode=False, weight_sum=0.0, lr_max=-1.0, scheduled_lr=0.0,
+                        weight_lr_power=weight_lr_power, weight_decay=weight_decay,
+                        foreach=foreach)
+        super().__init__(params, defaults, **options)
+
+    def _beta(self, group):
+        return _num(group["betas"][0])
+
+    def _hyper(self, g):
+        b1, b2 = g["betas"]
+        return "schedulefree_adamw", dict(
+            lr=_num(g["lr"]), beta1=_num(b1), beta2=_num(b2), eps=g["eps"],
+            weight_decay=g["weight_decay"], decoupled=True, warmup_steps=g["warmup_steps"],
+            r=g["r"], weight_lr_power=g["weight_lr_power"])
+
+
+class SGDScheduleFree(_ScheduleFree, _Optimizer):
+    """schedulefree's `SGDScheduleFree` (the default, memory-efficient class): the weight
+    decay is added to the gradient at ``y``; warm-up and averaging weights as
+    ``AdamWScheduleFree``. State: ``z`` (and a ``step`` count). The gradients are left as they
+    are (the library adds the decay into them)."""
+
+    _keys = {"z": "z"}
+
+    def __init__(self, params, lr=1.0, momentum=0.9, weight_decay=0, warmup_steps=0, r=0.0,
+                 weight_lr_power=2, foreach=None, **options):
+        _check_common(lr, weight_decay)
+        if momentum <= 0 or momentum >= 1:
+            raise ValueError(f"Momentum must be between 0 and 1 exclusive: {momentum}")
+        defaults = dict(lr=lr, momentum=momentum, r=r, k=0, warmup_steps=warmup_steps,
+                        train_mode=False, weight_sum=0.0, lr_max=-1.0, scheduled_lr=0.0,
+                        weight_lr_power=weight_lr_power, weight_decay=weight_decay,
+                        foreach=foreach)
+        super().__init__(params, defaults, **options)
+
+    def _beta(self, group):
+        return group["momentum"]
+
+    def _hyper(self, g):
+        return "schedulefree_sgd", dict(
+            lr=_num(g["lr"]), momentum=g["momentum"], weight_decay=g["weight_decay"],
+            decoupled=False, warmup_steps=g["warmup_steps"], r=g["r"],
+            weight_lr_power=g["weight_lr_power"])
 
 
 class Lion(_Optimizer):

@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use optkern::{
     Adadelta, Adagrad, Adam, Adamax, Ademamix, Adopt, Asgd, DType, Element, Executor, Lamb, Lion,
-    Momentum, Nadam, Optimizer, Radam, Rmsprop, Rprop, Sgd, StochasticRounding, Subnormals,
-    TensorStep, Threads, WeightDecay, bf16, f16,
+    Momentum, Nadam, Optimizer, Radam, Rmsprop, Rprop, ScheduleFreeAdamw, ScheduleFreeSgd, Sgd,
+    StochasticRounding, Subnormals, TensorStep, Threads, WeightDecay, bf16, f16,
 };
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::intern;
@@ -31,6 +31,19 @@ fn num(h: &Bound<'_, PyDict>, key: &str, default: f64) -> PyResult<f64> {
             ))
         }),
         _ => Ok(default),
+    }
+}
+
+/// A count of steps: a non-negative integer (0 when absent).
+fn steps(h: &Bound<'_, PyDict>, key: &str) -> PyResult<u64> {
+    match h.get_item(key)? {
+        Some(v) if !v.is_none() => v.extract::<u64>().map_err(|_| {
+            PyValueError::new_err(format!(
+                "optkern: {key} must be a non-negative integer, not {}",
+                v.repr().map(|r| r.to_string()).unwrap_or_default()
+            ))
+        }),
+        _ => Ok(0),
     }
 }
 
@@ -161,6 +174,25 @@ fn config(kind: &str, h: &Bound<'_, PyDict>) -> PyResult<Optimizer> {
                 .build()
                 .map(Into::into)
         }
+        "schedulefree_adamw" => ScheduleFreeAdamw::builder(lr)
+            .betas(b1, b2)
+            .eps(num(h, "eps", 1e-8)?)
+            .warmup_steps(steps(h, "warmup_steps")?)
+            .r(num(h, "r", 0.0)?)
+            .weight_lr_power(num(h, "weight_lr_power", 2.0)?)
+            .weight_decay(wd)
+            .maximize(maximize)
+            .build()
+            .map(Into::into),
+        "schedulefree_sgd" => ScheduleFreeSgd::builder(lr)
+            .momentum(num(h, "momentum", 0.9)?)
+            .warmup_steps(steps(h, "warmup_steps")?)
+            .r(num(h, "r", 0.0)?)
+            .weight_lr_power(num(h, "weight_lr_power", 2.0)?)
+            .weight_decay(wd)
+            .maximize(maximize)
+            .build()
+            .map(Into::into),
         "lion" => Lion::builder(lr)
             .betas(b1, b2)
             .weight_decay(wd)

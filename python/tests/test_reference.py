@@ -53,6 +53,13 @@ CASES = [
     ("AdEMAMix", dict(lr=1e-3, t_alpha_beta3=10.0, weight_decay=1e-3),
      "ademamix", dict(lr=1e-3, beta1=0.9, beta2=0.999, beta3=0.9999, alpha=5.0,
                       t_alpha_beta3=10.0, eps=1e-8, weight_decay=1e-3)),
+    ("AdamWScheduleFree", dict(lr=2.5e-3, warmup_steps=5, weight_decay=1e-2),
+     "schedulefree_adamw", dict(lr=2.5e-3, beta1=0.9, beta2=0.999, eps=1e-8, warmup_steps=5,
+                                r=0.0, weight_lr_power=2.0, weight_decay=1e-2,
+                                decoupled=True)),
+    ("SGDScheduleFree", dict(lr=0.05, warmup_steps=3, r=0.5, weight_decay=1e-3),
+     "schedulefree_sgd", dict(lr=0.05, momentum=0.9, warmup_steps=3, r=0.5,
+                              weight_lr_power=2.0, weight_decay=1e-3)),
     ("Lion", dict(lr=1e-4, weight_decay=0.1),
      "lion", dict(lr=1e-4, beta1=0.9, beta2=0.99, weight_decay=0.1, decoupled=True)),
     ("LAMB", dict(lr=1e-3),
@@ -89,6 +96,8 @@ def run(case, setup, model="mlp", schedule=False, scale=None):
     m = MODELS[model](dtype)
     ps = list(m.parameters())
     opt = getattr(ot, name)(ps, **kw, **options)
+    if hasattr(opt, "train"):  # schedule-free: train mode before the first step
+        opt.train()
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=STEPS) if schedule else None
     ref = ext.Reference(kind, hyper, state_dtype, seed=seed)
     master = options.get("master_weights", False)
