@@ -14,8 +14,10 @@
 //!
 //! Plain SGD, heavy-ball momentum (PyTorch's `SGD(momentum=0.9)`), Nesterov momentum, the
 //! moving-average momentum form (`beta = 0.9`), RMSprop, Adam, AdamW (weight decay 0.01),
-//! NAdam, RAdam, ADOPT and AdEMAMix (each at its library's defaults but the learning rate)
-//! start from the same initial weights and see the same mini-batches in the same order. Each
+//! NAdam, RAdam, ADOPT, AdEMAMix and Schedule-Free AdamW (each at its library's defaults but
+//! the learning rate; Schedule-Free AdamW without the schedule, warmed up over the same steps
+//! by its own `warmup_steps`, its losses after the last step those of its evaluation weights
+//! `x`, its mini-batch losses those of the weights it trains, `y`) start from the same initial weights and see the same mini-batches in the same order. Each
 //! gets a learning-rate sweep on a 1-2-5 grid suited to it; its pick is the rate with the
 //! lowest validation loss after the last step (the test set plays no part in the choice). The
 //! sweep prints every run's final training and validation loss; the table gives each pick's
@@ -37,8 +39,8 @@ use std::time::{Duration, Instant};
 
 use optkern::schedule::WarmupCosine;
 use optkern::{
-    Adam, Ademamix, Adopt, Executor, Momentum, Nadam, Optimizer, Radam, Rmsprop, Sgd,
-    StatefulOptimizer,
+    Adam, Ademamix, Adopt, Executor, Momentum, Nadam, Optimizer, Radam, Rmsprop, ScheduleFreeAdamw,
+    Sgd, StatefulOptimizer,
 };
 
 const INPUTS: usize = 64;
@@ -384,10 +386,15 @@ struct Candidate {
     /// Drawn dashed in the chart: a variant that can overlap the optimizer before it.
     dashed: bool,
     grid: [f64; 6],
-    config: fn(f64) -> Result<Optimizer, optkern::Error>,
+    /// The config at a learning rate, given the run's warm-up steps (for the optimizers that
+    /// warm up themselves).
+    config: fn(f64, u64) -> Result<Optimizer, optkern::Error>,
+    /// Schedule-free: no learning-rate schedule (its own warm-up instead), and the losses
+    /// after the last step are those of the evaluation weights `x`.
+    schedule_free: bool,
 }
 
-fn candidates() -> [Candidate; 11] {
+fn candidates() -> [Candidate; 12] {
     // Grids of 1-2-5 steps, wide enough that each pick has a worse rate on either side.
     const SGD_GRID: [f64; 6] = [0.1, 0.2, 0.5, 1.0, 2.0, 5.0];
     // PyTorch's momentum 0.9 accumulates the gradient: steps about ten times as long.
@@ -399,68 +406,91 @@ fn candidates() -> [Candidate; 11] {
             name: "SGD",
             dashed: false,
             grid: SGD_GRID,
-            config: |lr| Ok(Sgd::new(lr)?.into()),
+            config: |lr, _| Ok(Sgd::new(lr)?.into()),
+            schedule_free: false,
         },
         Candidate {
             name: "momentum (heavy ball)",
             dashed: false,
             grid: HEAVY_GRID,
-            config: |lr| Ok(Momentum::heavy_ball(lr, 0.9).build()?.into()),
+            config: |lr, _| Ok(Momentum::heavy_ball(lr, 0.9).build()?.into()),
+            schedule_free: false,
         },
         Candidate {
             name: "Nesterov",
             dashed: false,
             grid: HEAVY_GRID,
-            config: |lr| Ok(Momentum::heavy_ball(lr, 0.9).nesterov(true).build()?.into()),
+            config: |lr, _| Ok(Momentum::heavy_ball(lr, 0.9).nesterov(true).build()?.into()),
+            schedule_free: false,
         },
         Candidate {
             name: "momentum (moving avg)",
             dashed: true,
             grid: SGD_GRID,
-            config: |lr| Ok(Momentum::moving_average(lr, 0.9).build()?.into()),
+            config: |lr, _| Ok(Momentum::moving_average(lr, 0.9).build()?.into()),
+            schedule_free: false,
         },
         Candidate {
             name: "RMSprop",
             dashed: false,
             grid: RMSPROP_GRID,
-            config: |lr| Ok(Rmsprop::builder(lr).build()?.into()),
+            config: |lr, _| Ok(Rmsprop::builder(lr).build()?.into()),
+            schedule_free: false,
         },
         Candidate {
             name: "Adam",
             dashed: false,
             grid: ADAM_GRID,
-            config: |lr| Ok(Adam::builder(lr).build()?.into()),
+            config: |lr, _| Ok(Adam::builder(lr).build()?.into()),
+            schedule_free: false,
         },
         Candidate {
             name: "AdamW (wd 0.01)",
             dashed: true,
             grid: ADAM_GRID,
-            config: |lr| Ok(Adam::adamw(lr, 0.01).build()?.into()),
+            config: |lr, _| Ok(Adam::adamw(lr, 0.01).build()?.into()),
+            schedule_free: false,
         },
         Candidate {
             name: "NAdam",
             dashed: false,
             grid: ADAM_GRID,
-            config: |lr| Ok(Nadam::builder(lr).build()?.into()),
+            config: |lr, _| Ok(Nadam::builder(lr).build()?.into()),
+            schedule_free: false,
         },
         Candidate {
             name: "RAdam",
             dashed: false,
             grid: ADAM_GRID,
-            config: |lr| Ok(Radam::builder(lr).build()?.into()),
+            config: |lr, _| Ok(Radam::builder(lr).build()?.into()),
+            schedule_free: false,
         },
         Candidate {
             name: "ADOPT",
             dashed: false,
             grid: ADAM_GRID,
-            config: |lr| Ok(Adopt::builder(lr).build()?.into()),
+            config: |lr, _| Ok(Adopt::builder(lr).build()?.into()),
+            schedule_free: false,
         },
         Candidate {
             name: "AdEMAMix",
             dashed: false,
             // Its slow average, weighted by alpha = 5, makes the steps several times Adam's.
             grid: RMSPROP_GRID,
-            config: |lr| Ok(Ademamix::builder(lr).build()?.into()),
+            config: |lr, _| Ok(Ademamix::builder(lr).build()?.into()),
+            schedule_free: false,
+        },
+        Candidate {
+            name: "Schedule-Free AdamW",
+            dashed: false,
+            grid: ADAM_GRID,
+            config: |lr, warmup| {
+                Ok(ScheduleFreeAdamw::builder(lr)
+                    .warmup_steps(warmup)
+                    .build()?
+                    .into())
+            },
+            schedule_free: true,
         },
     ]
 }
@@ -530,7 +560,7 @@ fn median(mut times: Vec<Duration>) -> Duration {
 }
 
 fn train(setup: &Setup, candidate: &Candidate, lr: f64) -> Result<Run, Box<dyn Error>> {
-    let config = (candidate.config)(lr)?;
+    let config = (candidate.config)(lr, setup.warmup as u64)?;
     let schedule = WarmupCosine::new(lr, setup.warmup as u64, setup.steps as u64, lr / 100.0);
     let mut opt = StatefulOptimizer::<f32>::new(config)?;
     let mut model = setup.init.clone();
@@ -551,7 +581,9 @@ fn train(setup: &Setup, candidate: &Candidate, lr: f64) -> Result<Run, Box<dyn E
             break;
         }
         ws.backward(&model, &mut grads);
-        opt.set_lr(schedule.lr(opt.steps() + 1))?;
+        if !candidate.schedule_free {
+            opt.set_lr(schedule.lr(opt.steps() + 1))?;
+        }
         let before_step = Instant::now();
         opt.step(
             &mut [
@@ -566,6 +598,14 @@ fn train(setup: &Setup, candidate: &Candidate, lr: f64) -> Result<Run, Box<dyn E
         optimizer_times.push(end - before_step);
         step_times.push(end - start);
         curve.push(loss);
+    }
+    if candidate.schedule_free {
+        opt.schedulefree_eval(&mut [
+            &mut model.w1[..],
+            &mut model.b1[..],
+            &mut model.w2[..],
+            &mut model.b2[..],
+        ])?;
     }
     // A NaN loss (weights gone non-finite) counts as an infinite one.
     let loss_on = |data: &Data| {
@@ -657,7 +697,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         steps / per_epoch.max(1),
     );
     println!(
-        "schedule: linear warm-up over {} steps, cosine decay to lr/100; same initial weights and batch order for every run",
+        "schedule: linear warm-up over {} steps, cosine decay to lr/100 (Schedule-Free AdamW: its own warm-up over as many steps, no decay, losses of its evaluation weights); same initial weights and batch order for every run",
         setup.warmup
     );
     println!(
