@@ -119,6 +119,9 @@ pub trait Case {
     /// The number of random configs its bit-exact property test runs (before
     /// `OPTKERN_PROPTEST_CASES`).
     const PROPERTY_CASES: u32 = 96;
+    /// The step numbers of its bit-exact property test run below this (steps change only the
+    /// coefficients, computed once per call in `f64`).
+    const MAX_STEP: u64 = 10_000_000;
     /// The configs of its bit-exact property test: every option, hyperparameters over their
     /// whole valid range.
     fn configs() -> BoxedStrategy<Optimizer>;
